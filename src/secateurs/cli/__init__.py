@@ -1,0 +1,1 @@
+"""The ``secateurs`` command line (typer + rich); one module per command group."""

@@ -1,0 +1,66 @@
+"""One decorator-based registry for every kind of named component.
+
+``@register("criterion", "magnitude")`` files a class or function under a kind; ``get("criterion", "magnitud")``
+raises :class:`~secateurs.errors.UnknownNameError` with a did-you-mean.  Components are registered when their
+module is imported; :func:`_load` imports the packages that hold each kind so lookups never depend on import order.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from .errors import UnknownNameError
+
+_REGISTRY: dict[str, dict[str, Any]] = {}
+# kind -> package whose modules register components of that kind
+_PACKAGES = {
+    "criterion": "secateurs.criteria",
+    "allocation": "secateurs.allocations",
+    "pattern": "secateurs.patterns",
+    "model": "secateurs.zoo",
+    "dataset": "secateurs.zoo",
+}
+
+
+def register(kind: str, name: str) -> Callable[[Any], Any]:
+    """Class/function decorator that files the object under ``kind``/``name``."""
+
+    def deco(obj: Any) -> Any:
+        table = _REGISTRY.setdefault(kind, {})
+        if name in table and table[name] is not obj:
+            raise RuntimeError(f"{kind} {name!r} registered twice")
+        table[name] = obj
+        obj.registry_name = name
+        return obj
+
+    return deco
+
+
+def _load(kind: str) -> None:
+    pkg = _PACKAGES.get(kind)
+    if pkg:
+        importlib.import_module(pkg)
+
+
+def get(kind: str, name: str) -> Any:
+    """Look up a registered component; unknown names raise UnknownNameError with a suggestion."""
+    _load(kind)
+    table = _REGISTRY.get(kind, {})
+    if name not in table:
+        raise UnknownNameError(kind, name, table)
+    return table[name]
+
+
+def names(kind: str) -> list[str]:
+    _load(kind)
+    return sorted(_REGISTRY.get(kind, {}))
+
+
+def describe(kind: str) -> dict[str, str]:
+    """name -> first line of the component's docstring (for ``secateurs methods``)."""
+    _load(kind)
+    out = {}
+    for name, obj in sorted(_REGISTRY.get(kind, {}).items()):
+        doc = (obj.__doc__ or "").strip().splitlines()
+        out[name] = doc[0] if doc else ""
+    return out
