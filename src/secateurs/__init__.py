@@ -1,0 +1,35 @@
+"""secateurs: prune neural networks and their training data.
+
+Public API::
+
+    report = secateurs.prune(model, sparsity=0.9, method="magnitude", allocation="global")
+    secateurs.sparsity(model); secateurs.save(model, "m.safetensors"); secateurs.load("m.safetensors", model)
+    secateurs.finalize(model)   # bake the zeros in, remove the masks
+"""
+from __future__ import annotations
+
+from .core.masks import finalize, sparsity
+from .core.prune import prune
+from .core.report import PruneReport
+from .errors import (
+    CheckpointError,
+    InvalidArgumentError,
+    MissingDataError,
+    ModelStructureError,
+    NonFiniteError,
+    NoTargetsError,
+    OutputExistsError,
+    PatternError,
+    PruningError,
+    UnknownNameError,
+    UnreachableTargetError,
+)
+from .io import load, save
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "prune", "finalize", "sparsity", "save", "load", "PruneReport", "PruningError", "InvalidArgumentError",
+    "UnknownNameError", "PatternError", "NoTargetsError", "MissingDataError", "NonFiniteError",
+    "UnreachableTargetError", "CheckpointError", "ModelStructureError", "OutputExistsError", "__version__",
+]

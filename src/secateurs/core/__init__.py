@@ -1,0 +1,1 @@
+"""The weight-pruning engine: targets, masks, mask selection and one-shot orchestration."""

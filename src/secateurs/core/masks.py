@@ -1,0 +1,105 @@
+"""Masks as ``torch.nn.utils.parametrize`` parametrizations.
+
+The effective weight is ``original * mask`` every time it is read, so training after pruning keeps pruned
+weights exactly zero with any optimizer: their gradient is zero, and the original entries are zeroed when a mask
+is applied, so weight decay and Adam's moments keep them at zero too.  Masks are bool buffers (1 byte per weight,
+bit-packed on disk).  :func:`finalize` bakes the zeros in and removes the machinery.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .targets import Target
+
+
+class Mask(nn.Module):
+    """Parametrization ``W -> W * mask`` with a boolean keep mask."""
+
+    def __init__(self, mask: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mask", mask.to(torch.bool))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.mask
+
+    def extra_repr(self) -> str:
+        return f"density={self.mask.float().mean().item():.4f}"
+
+
+def get_mask_module(module: nn.Module, param: str = "weight") -> Mask | None:
+    if not parametrize.is_parametrized(module, param):
+        return None
+    for p in getattr(module.parametrizations, param):
+        if isinstance(p, Mask):
+            return p
+    return None
+
+
+def get_mask(t: Target) -> torch.Tensor | None:
+    """The target's keep mask, or None if it has none."""
+    m = get_mask_module(t.module, t.param)
+    return None if m is None else m.mask
+
+
+def set_mask(t: Target, keep: torch.Tensor, zero: bool = True) -> None:
+    """Attach (or replace) the keep mask of a target; ``zero`` also zeroes the pruned original entries."""
+    keep = keep.to(device=t.leaf.device, dtype=torch.bool).reshape(t.shape)
+    m = get_mask_module(t.module, t.param)
+    if m is None:
+        parametrize.register_parametrization(t.module, t.param, Mask(keep), unsafe=True)
+    else:
+        m.mask.copy_(keep)
+    if zero:
+        with torch.no_grad():
+            t.leaf.mul_(keep)
+
+
+def clear_mask(t: Target) -> None:
+    """Remove a mask without baking it (the original weight comes back)."""
+    m = get_mask_module(t.module, t.param)
+    if m is None:
+        return
+    plist = getattr(t.module.parametrizations, t.param)
+    if len(plist) == 1:
+        parametrize.remove_parametrizations(t.module, t.param, leave_parametrized=False)
+    else:  # keep other parametrizations the user registered
+        del plist[[i for i, p in enumerate(plist) if p is m][0]]
+
+
+def masked_targets(model: nn.Module) -> list[Target]:
+    """Every weight of the model that carries a secateurs mask."""
+    out = []
+    for name, module in model.named_modules():
+        if parametrize.is_parametrized(module):
+            for param in list(module.parametrizations.keys()):
+                if get_mask_module(module, param) is not None:
+                    out.append(Target(name, module, param))
+    return out
+
+
+def finalize(model: nn.Module) -> nn.Module:
+    """Bake the zeros into the weights and remove every mask; returns the (same) plain model.
+
+    Outputs are unchanged: the effective weight ``original * mask`` becomes the plain parameter.
+    """
+    for t in masked_targets(model):
+        plist = getattr(t.module.parametrizations, t.param)
+        if len(plist) == 1:
+            parametrize.remove_parametrizations(t.module, t.param, leave_parametrized=True)
+        else:
+            m = get_mask_module(t.module, t.param)
+            with torch.no_grad():
+                plist.original.mul_(m.mask)
+            clear_mask(t)
+    return model
+
+
+def sparsity(model: nn.Module, targets=None, ignore=None) -> float:
+    """Fraction of zeros among the targeted weights (default: Linear/Conv weights), masked or not."""
+    from .targets import resolve_targets
+
+    ts = resolve_targets(model, targets, ignore)
+    zeros = sum(int((t.weight == 0).sum()) for t in ts)
+    return zeros / sum(t.numel for t in ts)

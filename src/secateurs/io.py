@@ -1,0 +1,143 @@
+"""Save and load pruned models as safetensors, with masks bit-packed and pruning metadata.
+
+File layout: every tensor of the model's plain ``state_dict`` (effective, masked weights under their usual
+names), plus ``<name>.__mask__`` per masked weight as ``uint8`` bit-packed (8 weights per byte, row-major), and a
+``secateurs`` metadata entry (JSON): library version, mask shapes, the zoo architecture when known, and whatever
+the caller adds (method, sparsity, pattern...).  Loading never unpickles anything.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from .core.masks import masked_targets, set_mask
+from .core.targets import Target
+from .errors import CheckpointError, InvalidArgumentError
+
+MASK_SUFFIX = ".__mask__"
+_BITS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
+
+
+def pack_bits(mask: torch.Tensor) -> torch.Tensor:
+    """Bool tensor -> uint8 tensor of ceil(n/8) bytes (MSB first)."""
+    flat = mask.reshape(-1).to(torch.uint8).cpu()
+    pad = (-flat.numel()) % 8
+    flat = torch.cat([flat, flat.new_zeros(pad)]).reshape(-1, 8)
+    return (flat * _BITS).sum(1, dtype=torch.uint8)
+
+
+def unpack_bits(packed: torch.Tensor, shape: list[int]) -> torch.Tensor:
+    n = 1
+    for s in shape:
+        n *= s
+    bits = (packed.reshape(-1, 1) & _BITS).ne(0).reshape(-1)
+    return bits[:n].reshape(shape)
+
+
+def _plain_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """State dict under the names the unpruned model uses, and the masks by weight name."""
+    masks = {t.key: t for t in masked_targets(model)}
+    out = {}
+    for k, v in model.state_dict().items():
+        if ".parametrizations." not in k:
+            out[k] = v
+    for key, t in masks.items():
+        out[key] = t.weight.detach()
+    return out, {k: t.module.parametrizations[t.param][0].mask for k, t in masks.items()}
+
+
+def save(model: nn.Module, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Write ``model`` (weights, bit-packed masks, metadata) to a safetensors file, atomically."""
+    path = Path(path)
+    state, masks = _plain_state(model)
+    tensors = {k: v.contiguous().cpu() for k, v in state.items()}
+    for k, m in masks.items():
+        tensors[k + MASK_SUFFIX] = pack_bits(m)
+    from . import __version__
+
+    meta = {"version": __version__, "masks": {k: list(m.shape) for k, m in masks.items()}}
+    if getattr(model, "zoo_name", None):
+        meta["arch"] = {"name": model.zoo_name, "config": getattr(model, "zoo_config", {})}
+    meta.update(metadata or {})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"secateurs": json.dumps(meta)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The ``secateurs`` metadata of a saved file (CheckpointError if it is not a readable secateurs file)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("secateurs")
+    except (OSError, SafetensorError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path}: {e}") from e
+    if raw is None:
+        raise CheckpointError(f"{path} has no secateurs metadata; save it with secateurs.save")
+    return json.loads(raw)
+
+
+def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
+    """Restore weights and masks saved by :func:`save` into ``model`` (same architecture, pruned or not).
+
+    Everything is checked (keys, shapes, mask sizes) before the model is touched.
+    """
+    if not Path(path).is_file():
+        raise CheckpointError(f"no such file: {path}")
+    meta = read_metadata(path)
+    try:
+        tensors = load_file(str(path))
+    except (OSError, SafetensorError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path}: {e}") from e
+    masks = {k[: -len(MASK_SUFFIX)]: v for k, v in tensors.items() if k.endswith(MASK_SUFFIX)}
+    state = {k: v for k, v in tensors.items() if not k.endswith(MASK_SUFFIX)}
+    current, _ = _plain_state(model)
+    missing, unexpected = set(current) - set(state), set(state) - set(current)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not match the model: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        )
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(current[k].shape):
+            raise CheckpointError(f"{path}: {k} has shape {tuple(v.shape)}, the model has {tuple(current[k].shape)}")
+    shapes = meta.get("masks", {})
+    for k, packed in masks.items():
+        if k not in state or list(state[k].shape) != shapes.get(k) or packed.numel() != -(-state[k].numel() // 8):
+            raise CheckpointError(f"{path}: mask for {k} is corrupt or does not match its weight")
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        by_key = {t.key: t for t in masked_targets(model)}
+        for k, v in state.items():
+            if k in by_key:
+                by_key[k].leaf.copy_(v)
+            else:
+                mod_name, _, attr = k.rpartition(".")
+                getattr(modules[mod_name], attr).copy_(v)  # parameters and buffers alike
+        for k, packed in masks.items():
+            mod_name, _, param = k.rpartition(".")
+            set_mask(Target(mod_name, modules[mod_name], param), unpack_bits(packed, shapes[k]))
+        for k, t in by_key.items():  # masks the model had but the file does not: the file wins
+            if k not in masks:
+                from .core.masks import clear_mask
+
+                clear_mask(t)
+    return model
+
+
+def check_path(path) -> Path:  # pragma: no cover - small helper for the CLI
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidArgumentError(f"path must be a string or PathLike, got {path!r}")
+    return Path(path)
