@@ -1,0 +1,87 @@
+"""Each criterion's scores against a direct computation of its paper's formula."""
+import torch
+from torch import nn
+
+from secateurs.core.targets import resolve_targets
+from secateurs.criteria import ScoreContext
+from secateurs.registry import get
+from conftest import mlp
+
+
+def scores(method, model, data=None, input_shape=None):
+    ctx = ScoreContext(model, resolve_targets(model), data, None, 0, input_shape)
+    return [fn() for fn in get("criterion", method)().scores(ctx)]
+
+
+def grads(model, data, scale=1.0):
+    ws = [m.weight for m in model if isinstance(m, nn.Linear)]
+    out = []
+    for x, y in data:
+        out.append(torch.autograd.grad(nn.functional.cross_entropy(model(x) / scale, y), ws))
+    return ws, out
+
+
+def test_snip_is_normalised_abs_g_times_w(batches):
+    model = mlp()
+    ws, gs = grads(model, batches)
+    total = [sum(g[i] for g in gs) for i in range(len(ws))]
+    ref = [(g * w).abs() for g, w in zip(total, ws)]
+    norm = sum(r.sum() for r in ref)
+    for s, r in zip(scores("snip", model, batches), ref):
+        torch.testing.assert_close(s, r / norm)
+
+
+def test_taylor_single_batch_is_abs_w_g(batches):
+    model = mlp()
+    ws, gs = grads(model, batches[:1])
+    for s, g, w in zip(scores("taylor", model, batches[:1]), gs[0], ws):
+        torch.testing.assert_close(s, (w * g).abs())
+
+
+def test_grasp_is_w_times_hessian_gradient(batches):
+    model = mlp()
+    ws = [m.weight for m in model if isinstance(m, nn.Linear)]
+    flat = torch.cat([w.detach().reshape(-1) for w in ws])
+
+    def loss_of(v):  # total loss over batches as a function of the flattened weights
+        chunks, i = [], 0
+        for w in ws:
+            chunks.append(v[i:i + w.numel()].reshape(w.shape))
+            i += w.numel()
+        params = dict(model.named_parameters())
+        for (name, _), c in zip([(n, p) for n, p in params.items() if n.endswith("weight")], chunks):
+            params[name] = c
+        return sum(nn.functional.cross_entropy(torch.func.functional_call(model, params, (x,)) / 200, y)
+                   for x, y in batches)
+
+    g = torch.autograd.grad(loss_of(flat.requires_grad_(True)), flat)[0].detach()
+    _, hg = torch.autograd.functional.hvp(loss_of, flat.detach(), g)
+    ref = hg * flat.detach()
+    ref = ref / ref.sum().abs()
+    got = torch.cat([s.reshape(-1) for s in scores("grasp", model, batches)])
+    torch.testing.assert_close(got, ref, rtol=1e-3, atol=1e-9)
+
+
+def test_synflow_on_linear_chain():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4, bias=False), nn.ReLU(), nn.Linear(4, 3, bias=False))
+    w1, w2 = (model[0].weight.detach().double().abs(), model[2].weight.detach().double().abs())
+    # R = 1ᵀ |W2| |W1| 1  ->  dR/dW1 = (|W2|ᵀ 1) 1ᵀ,  dR/dW2 = 1 (|W1| 1)ᵀ
+    d1 = (w2.T @ torch.ones(3, dtype=torch.float64))[:, None] * torch.ones(1, 5, dtype=torch.float64)
+    d2 = torch.ones(3, 1, dtype=torch.float64) * (w1 @ torch.ones(5, dtype=torch.float64))[None, :]
+    s1, s2 = scores("synflow", model, input_shape=(5,))
+    torch.testing.assert_close(s1, d1 * w1)
+    torch.testing.assert_close(s2, d2 * w2)
+
+
+def test_synflow_leaves_model_untouched():
+    model = mlp()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    scores("synflow", model, input_shape=(1, 8, 8))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_random_reproducible():
+    a = scores("random", mlp())
+    b = scores("random", mlp())
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
