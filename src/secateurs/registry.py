@@ -19,6 +19,8 @@ _PACKAGES = {
     "pattern": "secateurs.patterns",
     "model": "secateurs.zoo",
     "dataset": "secateurs.zoo",
+    "llm_method": "secateurs.llm",
+    "llm_allocation": "secateurs.llm",
 }
 
 

@@ -1,0 +1,29 @@
+"""Post-training pruning of Hugging Face language models (``secateurs.llm``).
+
+``prune(model, calibration, method="wanda", sparsity=0.5, pattern="unstructured", allocation="uniform", ...)``
+prunes the linear layers of a transformer's repeated blocks with ``magnitude``, ``wanda`` (Sun et al. 2023),
+``sparsegpt`` (Frantar & Alistarh 2023) or ``gblm`` (Das et al. 2023), allocated ``uniform``-ly or by ``owl``
+(Yin et al. 2023), in the sequential block-by-block order of the references; ``save_pruned`` writes a
+``save_pretrained`` directory plus ``secateurs.json`` atomically; ``perplexity`` and ``embedding_fidelity``
+measure the result (:mod:`secateurs.llm.evaluate`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from . import gblm, magnitude, owl, sparsegpt, wanda  # noqa: F401  (register the methods and allocations)
+from .blocks import find_blocks, find_linears
+from .output import check_output_dir, save_pruned
+from .prune import LayerReport, PruneReport, prune
+
+__all__ = ["prune", "perplexity", "embedding_fidelity", "save_pruned", "check_output_dir", "PruneReport",
+           "LayerReport", "find_blocks", "find_linears"]
+
+
+def __getattr__(name: str) -> Any:
+    # re-exported lazily so that pruning does not depend on the evaluation module being importable
+    if name in ("perplexity", "embedding_fidelity"):
+        from . import evaluate
+
+        return getattr(evaluate, name)
+    raise AttributeError(f"module 'secateurs.llm' has no attribute {name!r}")
