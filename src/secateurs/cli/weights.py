@@ -1,0 +1,120 @@
+"""Weight-pruning commands: ``prune``, ``methods`` and ``demo``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import track
+from rich.table import Table
+
+from .. import registry
+from ..experiment import Experiment, load_model, run
+from ..io import save
+from .common import emit_json, err, handle_errors, out
+
+DEMO_CRITERIA = ["magnitude", "random", "snip", "grasp", "synflow", "taylor"]
+DEMO_ALLOCATIONS = ["global", "uniform", "erk"]
+DEMO_SPARSITIES = [0.5, 0.9, 0.98]
+
+
+@handle_errors
+def prune_cmd(
+    model: str = typer.Option("lenet300", help="zoo model name, or the path of a model saved by secateurs"),
+    dataset: str = typer.Option("digits", help="data set to evaluate (and fine-tune) on"),
+    method: str = typer.Option("magnitude", help="criterion (see `secateurs methods`)"),
+    allocation: str = typer.Option("global", help="global | uniform | er | erk"),
+    pattern: str = typer.Option("unstructured", help='"unstructured", N:M such as "2:4", blocks such as "4x4"'),
+    sparsity: Optional[float] = typer.Option(None, help="fraction of weights set to zero (implied by N:M)"),
+    min_keep: Optional[int] = typer.Option(None, help="keep at least this many weights in every layer"),
+    ignore: list[str] = typer.Option([], help="module-name glob to leave alone (repeatable)"),
+    dense: list[str] = typer.Option([], help="module-name glob to keep dense but count (repeatable)"),
+    finetune_epochs: int = typer.Option(0, help="epochs of fine-tuning after pruning"),
+    finetune_lr: float = typer.Option(0.01, help="fine-tuning learning rate"),
+    seed: int = typer.Option(0),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="write model.safetensors and result.json here"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON document on stdout, nothing else"),
+) -> None:
+    """Prune a model (training or loading it dense first), optionally fine-tune, and compare before/after."""
+    if sparsity is None and ":" not in pattern:
+        sparsity = 0.9
+    exp = Experiment(model, dataset, method, allocation, pattern, sparsity, min_keep, seed, finetune_epochs,
+                     finetune_lr, list(ignore) or None, list(dense) or None)
+    base = load_model(model, dataset, seed, progress=not as_json)
+    outcome, pruned = run(exp, base, progress=not as_json)
+    doc = outcome.to_dict()
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        meta = {"method": method, "allocation": allocation, "pattern": pattern, "sparsity": outcome.sparsity}
+        doc["saved"] = str(save(pruned, out_dir / "model.safetensors", meta))
+        (out_dir / "result.json").write_text(json.dumps(doc, indent=2))
+    if as_json:
+        emit_json(doc)
+        return
+    t = Table(title=f"{model} on {dataset}: {method} / {allocation} / {pattern}")
+    for c in ("", "sparsity", "accuracy", "loss"):
+        t.add_column(c, justify="right")
+    t.add_row("dense", "0.0000", f"{outcome.dense['accuracy']:.4f}", f"{outcome.dense['loss']:.4f}")
+    t.add_row("pruned", f"{outcome.sparsity:.4f}", f"{outcome.pruned['accuracy']:.4f}", f"{outcome.pruned['loss']:.4f}")
+    if outcome.finetuned:
+        f = outcome.finetuned
+        t.add_row(f"+{finetune_epochs} ep fine-tune", f"{outcome.sparsity:.4f}", f"{f['accuracy']:.4f}", f"{f['loss']:.4f}")
+    out.print(t)
+    if out_dir is not None:
+        err.print(f"saved to {doc['saved']}")
+
+
+@handle_errors
+def methods_cmd(as_json: bool = typer.Option(False, "--json", help="print a JSON document on stdout")) -> None:
+    """List the registered criteria, allocations and patterns."""
+    kinds = {"criteria": "criterion", "allocations": "allocation", "patterns": "pattern"}
+    docs = {k: registry.describe(kind) for k, kind in kinds.items()}
+    if as_json:
+        emit_json({k: sorted(v) for k, v in docs.items()})
+        return
+    for k, d in docs.items():
+        t = Table(title=k)
+        t.add_column("name")
+        t.add_column("what it does")
+        for name, line in d.items():
+            t.add_row(name, line)
+        out.print(t)
+
+
+@handle_errors
+def demo_cmd(
+    model: str = typer.Option("lenet300", help="zoo model"),
+    finetune_epochs: int = typer.Option(2, help="fine-tuning epochs after pruning"),
+    seed: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON document on stdout"),
+) -> None:
+    """Train a model on digits (cached), prune it with every criterion x allocation at 50/90/98%, compare."""
+    base = load_model(model, "digits", seed, progress=not as_json)
+    grid = [(c, a, s) for c in DEMO_CRITERIA for a in DEMO_ALLOCATIONS for s in DEMO_SPARSITIES]
+    rows = []
+    for c, a, s in track(grid, description="pruning", console=err, disable=as_json):
+        o, _ = run(Experiment(model, "digits", c, a, "unstructured", s, seed=seed, finetune_epochs=finetune_epochs), base)
+        rows.append(o)
+    if as_json:
+        emit_json([o.to_dict() for o in rows])
+        return
+    dense = rows[0].dense["accuracy"]
+    t = Table(title=f"{model} on digits (dense accuracy {dense:.3f}): accuracy after pruning -> after {finetune_epochs} "
+                    "epochs of fine-tuning")
+    t.add_column("criterion")
+    t.add_column("allocation")
+    for s in DEMO_SPARSITIES:
+        t.add_column(f"{s:.0%}", justify="right")
+    for i in range(0, len(rows), len(DEMO_SPARSITIES)):
+        chunk = rows[i : i + len(DEMO_SPARSITIES)]
+        cells = [f"{o.pruned['accuracy']:.3f} -> {o.finetuned['accuracy']:.3f}" if o.finetuned
+                 else f"{o.pruned['accuracy']:.3f}" for o in chunk]
+        t.add_row(chunk[0].settings["method"], chunk[0].settings["allocation"], *cells)
+    out.print(t)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("prune")(prune_cmd)
+    app.command("methods")(methods_cmd)
+    app.command("demo")(demo_cmd)
