@@ -234,3 +234,21 @@ def test_owl_in_a_model_reports_block_targets():
     assert len(report.allocation_options["outlier_ratios"]) == 4
     for layer in report.layers:
         assert layer.target == t[layer.block]
+
+
+def test_layers_fed_the_same_input_share_one_hessian():
+    from secateurs.llm.pipeline import _collect
+
+    model = make_model("llama")
+    block = find_blocks(model)[1][0]
+    ids = rows(4, 16)
+    xs = _block_inputs(model, 0, ids)
+    with _collect(block, ("hessian", "scaler_row"), torch.device("cpu")) as stats, torch.no_grad():
+        for half in (ids[:2], ids[2:]):
+            model(input_ids=half)
+    assert stats["self_attn.q_proj"] is stats["self_attn.k_proj"] is stats["self_attn.v_proj"]
+    assert stats["mlp.gate_proj"] is stats["mlp.up_proj"] and stats["mlp.down_proj"] is not stats["mlp.up_proj"]
+    for name in ("self_attn.v_proj", "self_attn.o_proj", "mlp.down_proj"):
+        x = xs[name]
+        torch.testing.assert_close(stats[name]["hessian"].value, 2 / 4 * x.t() @ x, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(stats[name]["scaler_row"].value, (x ** 2).sum(0) / 4, rtol=1e-4, atol=1e-6)

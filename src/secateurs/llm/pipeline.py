@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -280,17 +281,36 @@ def run_block(block: nn.Module, inputs: BlockInputs, j: int) -> torch.Tensor:
 
 @contextmanager
 def _collect(block: nn.Module, kinds: Sequence[str], device: torch.device) -> Iterator[dict[str, dict[str, Any]]]:
-    """Forward pre-hooks on every linear of ``block`` that feed the inputs into the requested statistics."""
+    """Forward pre-hooks on every linear of ``block`` that feed the inputs into the requested statistics.
+
+    Layers called on the very same input tensor (q/k/v, gate/up) share one set of statistics: they are
+    identical by construction, and computing a Hessian once instead of three times is most of SparseGPT's
+    statistics cost.  The sharing is decided on the first batch and checked on every later one."""
     layers = find_linears(block)
-    stats: dict[str, dict[str, Any]] = {name: {} for name in layers}
+    stats: dict[str, dict[str, Any]] = {}
+    source: dict[str, str] = {}  # layer -> the layer whose statistics it shares
+    seen: dict[str, Any] = {}  # layer -> weakref of its last input
+    last: list[Any] = [None, None]  # (name, weakref) of the previous hook call
     handles = []
     for name, layer in layers.items():
         cols = layer.weight.shape[0] if is_transposed(layer) else layer.weight.shape[1]
-        for kind in kinds:
-            stats[name][kind] = STATS[kind](cols, device)
 
-        def hook(_mod: nn.Module, args: tuple, kwargs: dict, _name: str = name) -> None:
+        def hook(_mod: nn.Module, args: tuple, kwargs: dict, _name: str = name, _cols: int = cols) -> None:
             x = args[0] if args else kwargs["input"]
+            prev_name, prev_ref = last
+            last[0], last[1] = _name, weakref.ref(x)
+            seen[_name] = last[1]
+            if _name not in stats:  # first call: share with the previous layer if it saw this very tensor
+                if prev_ref is not None and prev_ref() is x and prev_name in stats:
+                    source[_name] = source.get(prev_name, prev_name)
+                    stats[_name] = stats[prev_name]
+                    return
+                stats[_name] = {kind: STATS[kind](_cols, device) for kind in kinds}
+            elif _name in source:
+                if seen[source[_name]]() is not x:
+                    raise ModelStructureError(f"{_name} and {source[_name]} shared an input on the first "
+                                              f"calibration batch but not later; use batch_size=1")
+                return
             nseq = x.shape[0] if x.dim() == 3 else 1
             for collector in stats[_name].values():
                 collector.add(x.detach(), nseq)

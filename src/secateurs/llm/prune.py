@@ -58,6 +58,7 @@ class PruneReport:
     block_seconds: list[float] = field(default_factory=list)
     seconds: float = 0.0
     device: str = "cpu"
+    skipped: list[str] = field(default_factory=list)  # layers never called on the calibration data (left dense)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (used for secateurs.json and ``--json``)."""
@@ -201,13 +202,17 @@ def prune(model: nn.Module, calibration: Any = None, method: str = "wanda", spar
         targets = alloc.allocate(ctx)
         for t in set(targets):
             meth.check_target(t)
-        seconds = _run(meth, model, blocks_path, block_list, rows, targets, dev, batch_size, progress, method)
+        skipped: list[str] = []
+        seconds = _run(meth, model, blocks_path, block_list, rows, targets, dev, batch_size, progress, method,
+                       skipped)
     finally:
         model.train(was_training)
 
     reports = []
     zeros = total = 0
     for i, name, layer in layers:
+        if f"{blocks_path}.{i}.{name}" in skipped:
+            continue
         w = weight_2d(layer)
         z = int((w == 0).sum())
         zeros, total = zeros + z, total + w.numel()
@@ -220,14 +225,18 @@ def prune(model: nn.Module, calibration: Any = None, method: str = "wanda", spar
         overall_sparsity=zeros / max(total, 1), model_sparsity=all_zeros / max(all_params, 1),
         blocks_path=blocks_path, calibration=calib, method_options=meth.options(),
         allocation_options=alloc.options(), block_targets=[t.sparsity for t in targets], block_seconds=seconds,
-        seconds=time.perf_counter() - t0, device=str(dev),
+        seconds=time.perf_counter() - t0, device=str(dev), skipped=skipped,
     )
 
 
 def _run(meth: LLMMethod, model: nn.Module, blocks_path: str, block_list: nn.ModuleList, rows: torch.Tensor | None,
-         targets: list[Target], dev: torch.device, batch_size: int, progress: bool, method: str) -> list[float]:
+         targets: list[Target], dev: torch.device, batch_size: int, progress: bool, method: str,
+         skipped: list[str]) -> list[float]:
     def process(i: int, block: nn.Module, stats: dict[str, dict[str, Any]]) -> None:
         for name, layer in find_linears(block).items():
+            if meth.stats and name not in stats:  # never called on the calibration data: leave it alone
+                skipped.append(f"{blocks_path}.{i}.{name}")
+                continue
             w = weight_2d(layer).float().clone()
             new = meth.prune_layer(i, name, w, stats.get(name, {}), targets[i])
             stats.pop(name, None)  # free this layer's Hessian / statistics before the next one

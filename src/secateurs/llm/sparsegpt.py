@@ -33,9 +33,10 @@ def sparsegpt_prune(weight: torch.Tensor, hessian: torch.Tensor, target: Target,
                     percdamp: float = 0.01, name: str = "layer") -> torch.Tensor:
     """Prune an (out, in) float32 weight with SparseGPT's OBS reconstruction (Frantar & Alistarh 2023, Alg. 1).
 
-    ``hessian`` is ``(2/n) Σ x xᵀ`` (in, in); it is modified in place.  Returns the new weight."""
+    ``hessian`` is ``(2/n) Σ x xᵀ`` (in, in); it is not modified (layers fed the same input share it).
+    Returns the new weight."""
     W = weight.float().clone()
-    H = hessian
+    H = hessian.clone()
     rows, cols = W.shape
     dead = torch.diag(H) == 0
     H[dead, dead] = 1
