@@ -65,10 +65,10 @@ def test_grasp_is_w_times_hessian_gradient(batches):
 def test_synflow_on_linear_chain():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 4, bias=False), nn.ReLU(), nn.Linear(4, 3, bias=False))
-    w1, w2 = (model[0].weight.detach().double().abs(), model[2].weight.detach().double().abs())
+    w1, w2 = (model[0].weight.detach().abs(), model[2].weight.detach().abs())
     # R = 1ᵀ |W2| |W1| 1  ->  dR/dW1 = (|W2|ᵀ 1) 1ᵀ,  dR/dW2 = 1 (|W1| 1)ᵀ
-    d1 = (w2.T @ torch.ones(3, dtype=torch.float64))[:, None] * torch.ones(1, 5, dtype=torch.float64)
-    d2 = torch.ones(3, 1, dtype=torch.float64) * (w1 @ torch.ones(5, dtype=torch.float64))[None, :]
+    d1 = (w2.T @ torch.ones(3))[:, None] * torch.ones(1, 5)
+    d2 = torch.ones(3, 1) * (w1 @ torch.ones(5))[None, :]
     s1, s2 = scores("synflow", model, input_shape=(5,))
     torch.testing.assert_close(s1, d1 * w1)
     torch.testing.assert_close(s2, d2 * w2)

@@ -77,17 +77,14 @@ def _select_round(targets, scores, old, pat, alloc, sparsity, min_keep_g, dense_
 
     def group_fn(i: int) -> Callable[[], torch.Tensor]:
         t, fn, prev = targets[i], scores[i], old[i]
-
-        def g() -> torch.Tensor:
-            s = fn().reshape(t.shape2d)
-            if prev is None:
-                return pat.group_scores(s)
-            prev2d = prev.reshape(t.shape2d)
-            gs = pat.group_scores(s.masked_fill(~prev2d, 0))
-            alive = pat.group_scores(prev2d.to(s.dtype)) > 0
-            return gs.masked_fill(~alive, -math.inf)  # already-pruned groups go first, and stay pruned
-
-        return g
+        if prev is None:  # stays lazy: magnitude on a huge model is recomputed rather than held
+            return lambda: pat.group_scores(fn().reshape(t.shape2d))
+        prev2d = prev.reshape(t.shape2d)
+        s = fn().reshape(t.shape2d)
+        gs = pat.group_scores(s.masked_fill(~prev2d, 0))
+        alive = pat.group_scores(prev2d.to(s.dtype)) > 0
+        gs = gs.masked_fill(~alive, -math.inf)  # already-pruned groups go first, and stay pruned
+        return lambda: gs
 
     layers = [LayerInfo(t.name, tuple(t.shape), pat.n_groups(t.shape2d), group_fn(i)) for i, t in enumerate(targets)]
     total = sum(l.n_groups for l in layers)
