@@ -1,0 +1,68 @@
+"""The weight-pruning CLI end to end: methods, prune (train -> prune -> fine-tune -> save), reload, errors."""
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import secateurs
+from secateurs.cli.app import app
+from secateurs.registry import names
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SECATEURS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def test_methods_json(runner):
+    res = runner.invoke(app, ["methods", "--json"])
+    assert res.exit_code == 0
+    doc = json.loads(res.stdout)
+    assert set(doc) == {"criteria", "allocations", "patterns"}
+    assert set(doc["criteria"]) == {"magnitude", "random", "snip", "grasp", "synflow", "taylor"}
+    assert set(doc["allocations"]) >= {"global", "uniform", "er", "erk"}
+    assert doc["criteria"] == names("criterion")
+
+
+def test_prune_finetune_save_reload(runner, tmp_path):
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["prune", "--model", "lenet300", "--dataset", "digits", "--method", "magnitude",
+                              "--allocation", "global", "--sparsity", "0.9", "--finetune-epochs", "1",
+                              "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["sparsity"] == pytest.approx(0.9, abs=1e-5)
+    assert doc["dense"]["accuracy"] > 0.9
+    assert doc["finetuned"]["accuracy"] > 0.8
+    saved = out / "model.safetensors"
+    assert json.loads((out / "result.json").read_text())["sparsity"] == doc["sparsity"]
+    # a saved model is a valid --model, and pruning it further composes with its masks
+    res2 = runner.invoke(app, ["prune", "--model", str(saved), "--method", "snip", "--sparsity", "0.95", "--json"])
+    assert res2.exit_code == 0, res2.output
+    doc2 = json.loads(res2.stdout)
+    assert doc2["sparsity"] == pytest.approx(0.95, abs=1e-5)
+    assert doc2["dense"]["accuracy"] == pytest.approx(doc["finetuned"]["accuracy"])
+
+
+def test_prune_table_output(runner):
+    res = runner.invoke(app, ["prune", "--model", "lenet300", "--pattern", "2:4"])
+    assert res.exit_code == 0, res.output
+    assert "pruned" in res.stdout and "0.5000" in res.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--method", "magnitud"], "Did you mean 'magnitude'"),
+    (["--allocation", "ekr"], "unknown allocation"),
+    (["--sparsity", "1.5"], "sparsity must be in [0, 1)"),
+    (["--model", "lenet30"], "Did you mean 'lenet300'"),
+])
+def test_errors_exit_2(runner, args, needle):
+    res = runner.invoke(app, ["prune", *args])
+    assert res.exit_code == 2
+    assert needle in " ".join(res.output.split())
