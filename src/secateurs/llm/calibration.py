@@ -72,6 +72,10 @@ def calibration_rows(calibration: Any, model: nn.Module, *, nsamples: int, seqle
     table; ``seqlen`` within the model's position embeddings.  Raises InvalidArgumentError otherwise."""
     if calibration is None:
         raise InvalidArgumentError("this method/allocation needs calibration data: pass calibration=...")
+    if tokenizer is not None:
+        from .text import check_vocab
+
+        check_vocab(model, tokenizer)
     emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     vocab = getattr(emb, "num_embeddings", None)
     maxpos = model_max_positions(model)

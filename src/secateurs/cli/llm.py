@@ -1,0 +1,112 @@
+"""``secateurs llm``: post-training pruning and perplexity of local Hugging Face language models.
+
+``secateurs llm prune --model DIR --method sparsegpt --sparsity 0.5 --pattern 2:4 --allocation owl
+--calibration FILE --nsamples 128 --seqlen 256 --out DIR [--overwrite] [--eval-text FILE] [--json]`` and
+``secateurs llm eval --model DIR --text FILE [--seqlen N] [--json]``.  Errors print one line on stderr and exit 2;
+the output directory is checked before anything is loaded or pruned.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import emit_json, err, handle_errors, out
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Post-training pruning and evaluation of Hugging Face language models.")
+
+
+def _load(model_dir: Path, kind: str = "auto"):
+    from ..llm.text import check_vocab, load_local_model, load_local_tokenizer
+
+    model = load_local_model(model_dir, kind)
+    tokenizer = load_local_tokenizer(model_dir)
+    check_vocab(model, tokenizer)
+    return model, tokenizer
+
+
+def _readable(path: Optional[Path], what: str) -> None:
+    from ..errors import InvalidArgumentError
+
+    if path is not None and not path.is_file():
+        raise InvalidArgumentError(f"{what} {str(path)!r} is not a readable file")
+
+
+@app.command("prune")
+@handle_errors
+def prune_cmd(
+    model: Path = typer.Option(..., "--model", help="local save_pretrained directory (nothing is downloaded)"),
+    method: str = typer.Option("wanda", help="magnitude | wanda | sparsegpt | gblm"),
+    sparsity: Optional[float] = typer.Option(None, help="fraction of block weights removed (0.5; implied by N:M)"),
+    pattern: str = typer.Option("unstructured", help='"unstructured" or N:M such as "2:4", "4:8"'),
+    allocation: str = typer.Option("uniform", help="uniform | owl"),
+    calibration: Optional[Path] = typer.Option(None, help="text file to draw calibration windows from"),
+    nsamples: int = typer.Option(128, help="calibration windows"),
+    seqlen: Optional[int] = typer.Option(None, help="tokens per calibration window (default: model positions)"),
+    seed: int = typer.Option(0, help="seed of the calibration windows"),
+    out_dir: Path = typer.Option(..., "--out", help="output directory (save_pretrained + secateurs.json)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output directory"),
+    eval_text: Optional[Path] = typer.Option(None, "--eval-text", help="text file: perplexity before and after"),
+    eval_seqlen: Optional[int] = typer.Option(None, "--eval-seqlen", help="perplexity window (default: seqlen)"),
+    owl_lambda: Optional[float] = typer.Option(None, "--owl-lambda", help="OWL λ (0.08)"),
+    owl_m: Optional[float] = typer.Option(None, "--owl-m", help="OWL outlier threshold M (5)"),
+    percdamp: Optional[float] = typer.Option(None, help="SparseGPT dampening (0.01)"),
+    blocks: Optional[str] = typer.Option(None, help="attribute path of the block list, e.g. model.layers"),
+    batch_size: int = typer.Option(8, "--batch-size", help="calibration rows per block forward"),
+    device: Optional[str] = typer.Option(None, help="cpu | cuda (default: cuda when available)"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON document on stdout, nothing else"),
+) -> None:
+    """Prune a local model with calibration data and save it (zeros baked in) with secateurs.json."""
+    from ..llm import prune, save_pruned
+    from ..llm.output import check_output_dir
+
+    check_output_dir(out_dir, overwrite)  # before anything is loaded or pruned
+    _readable(calibration, "--calibration")
+    _readable(eval_text, "--eval-text")
+    options = {k: v for k, v in {"owl_lambda": owl_lambda, "owl_m": owl_m, "percdamp": percdamp}.items()
+               if v is not None}
+    if sparsity is None and ":" not in pattern:
+        sparsity = 0.5
+    lm, tokenizer = _load(model)
+    ppl: dict[str, float] = {}
+    if eval_text is not None:
+        from ..llm import perplexity
+
+        ppl["dense"] = perplexity(lm, eval_text, tokenizer=tokenizer, seqlen=eval_seqlen or seqlen)
+    report = prune(lm, calibration, method=method, sparsity=sparsity, pattern=pattern, allocation=allocation,
+                   nsamples=nsamples, seqlen=seqlen, device=device, seed=seed, tokenizer=tokenizer,
+                   progress=not as_json, blocks=blocks, batch_size=batch_size, **options)
+    if eval_text is not None:
+        ppl["pruned"] = perplexity(lm, eval_text, tokenizer=tokenizer, seqlen=eval_seqlen or seqlen)
+    saved = save_pruned(lm, tokenizer, out_dir, report, perplexities=ppl or None, overwrite=overwrite)
+    if as_json:
+        emit_json({"out": str(saved), "overall_sparsity": report.overall_sparsity, "perplexity": ppl or None,
+                   "report": report.to_dict()})
+        return
+    out.print(report.table())
+    if ppl:
+        out.print("perplexity " + ", ".join(f"{k} {v:.3f}" for k, v in ppl.items()))
+    err.print(f"saved {saved}")
+
+
+@app.command("eval")
+@handle_errors
+def eval_cmd(
+    model: Path = typer.Option(..., "--model", help="local save_pretrained directory of a causal LM"),
+    text: Path = typer.Option(..., "--text", help="text file to measure perplexity on"),
+    seqlen: Optional[int] = typer.Option(None, help="window length (default: the model's positions)"),
+    stride: Optional[int] = typer.Option(None, help="sliding-window step (default: non-overlapping windows)"),
+    as_json: bool = typer.Option(False, "--json", help='print only {"perplexity": …} on stdout'),
+) -> None:
+    """Perplexity of a local causal LM on a text file (Wanda/SparseGPT protocol: non-overlapping windows)."""
+    from ..llm import perplexity
+
+    _readable(text, "--text")
+    lm, tokenizer = _load(model, "causal")
+    value = perplexity(lm, text, tokenizer=tokenizer, seqlen=seqlen, stride=stride, progress=not as_json)
+    if as_json:
+        emit_json({"perplexity": value})
+    else:
+        out.print(f"perplexity {value:.4f}")
