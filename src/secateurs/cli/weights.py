@@ -90,6 +90,9 @@ def demo_cmd(
     as_json: bool = typer.Option(False, "--json", help="print a JSON document on stdout"),
 ) -> None:
     """Train a model on digits (cached), prune it with every criterion x allocation at 50/90/98%, compare."""
+    import torch
+
+    torch.set_num_threads(1)  # small models: one thread is as fast and unaffected by a busy neighbour
     base = load_model(model, "digits", seed, progress=not as_json)
     grid = [(c, a, s) for c in DEMO_CRITERIA for a in DEMO_ALLOCATIONS for s in DEMO_SPARSITIES]
     rows = []
