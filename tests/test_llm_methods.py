@@ -252,3 +252,20 @@ def test_layers_fed_the_same_input_share_one_hessian():
         x = xs[name]
         torch.testing.assert_close(stats[name]["hessian"].value, 2 / 4 * x.t() @ x, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(stats[name]["scaler_row"].value, (x ** 2).sum(0) / 4, rtol=1e-4, atol=1e-6)
+
+
+def test_reused_gradients_and_outlier_ratios_give_the_same_model():
+    from secateurs.errors import InvalidArgumentError
+
+    ids = rows(4, 16)
+    a, b = make_model("llama"), make_model("llama")
+    ra = prune(a, ids, method="gblm", sparsity=0.6, allocation="owl", progress=False)
+    grads = gradient_norms(b, find_blocks(b)[1], ids)
+    rb = prune(b, ids, method="gblm", sparsity=0.6, allocation="owl", gradients=grads,
+               owl_ratios=ra.allocation_options["outlier_ratios"], progress=False)
+    assert rb.method_options["gradients"] == "given" and rb.block_targets == ra.block_targets
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    with pytest.raises(InvalidArgumentError, match="owl_ratios has 1 values for 2 blocks"):
+        prune(make_model("llama"), None, method="magnitude", allocation="owl", owl_ratios=[1.0], progress=False)
+    with pytest.raises(InvalidArgumentError, match="do not match"):
+        prune(make_model("llama", hidden=64), ids, method="gblm", gradients=grads, progress=False)

@@ -91,19 +91,38 @@ class GBLM(LLMMethod):
     stats = ("scaler_row",)
     needs_gradients = True
 
-    def __init__(self, scale: float = 100.0, loss_fn: LossFn | None = None):
+    def __init__(self, scale: float = 100.0, loss_fn: LossFn | None = None,
+                 gradients: dict[int, dict[str, torch.Tensor]] | None = None):
+        """``gradients``: the output of :func:`gradient_norms` from an earlier run on the same dense model and
+        calibration rows (a sweep over sparsities need not repeat the backward passes)."""
         if not (isinstance(scale, (int, float)) and scale > 0):
             raise InvalidArgumentError(f"gblm scale must be a positive number (100), got {scale!r}")
         if loss_fn is not None and not callable(loss_fn):
             raise InvalidArgumentError("gblm loss_fn must be a callable(model, input_ids) -> scalar loss")
+        if gradients is not None and not isinstance(gradients, dict):
+            raise InvalidArgumentError("gblm gradients must be the dict returned by gradient_norms()")
         self.scale, self.loss_fn = float(scale), loss_fn
-        self.grads: dict[int, dict[str, torch.Tensor]] = {}
+        self.given = gradients is not None
+        self.grads: dict[int, dict[str, torch.Tensor]] = gradients or {}
 
     def options(self) -> dict[str, Any]:
-        return {"scale": self.scale, "loss": "lm" if self.loss_fn is None else getattr(self.loss_fn, "__name__", "custom")}
+        loss = "lm" if self.loss_fn is None else getattr(self.loss_fn, "__name__", "custom")
+        return {"scale": self.scale, "loss": loss, "gradients": "given" if self.given else "computed"}
 
     def check(self, model: nn.Module) -> None:
-        """A language-modelling head is needed for the default loss."""
+        """A language-modelling head is needed for the default loss; given gradients must match the blocks."""
+        if self.given:
+            from .blocks import find_blocks
+
+            blocks = find_blocks(model)[1]
+            for i, blk in enumerate(blocks):
+                for name, layer in find_linears(blk).items():
+                    g = self.grads.get(i, {}).get(name)
+                    w = layer.weight
+                    shape = tuple(w.shape[::-1]) if is_transposed(layer) else tuple(w.shape)
+                    if g is None or tuple(g.shape) != shape:
+                        raise InvalidArgumentError(f"gblm gradients do not match this model (block {i} {name})")
+            return
         head = getattr(model, "get_output_embeddings", lambda: None)()
         if self.loss_fn is None and head is None:
             raise InvalidArgumentError(
@@ -113,6 +132,8 @@ class GBLM(LLMMethod):
 
     def prepare(self, model: nn.Module, blocks: nn.ModuleList, rows: torch.Tensor, progress: Any) -> None:
         """Compute G on the dense model before any block is pruned (GBLM's gradient_computation.py)."""
+        if self.given:
+            return
         self.grads = gradient_norms(model, blocks, rows, scale=self.scale, loss_fn=self.loss_fn or lm_loss,
                                     progress=bool(progress))
 

@@ -111,13 +111,20 @@ class OWL(LLMAllocation):
 
     needs_data = True
 
-    def __init__(self, owl_lambda: float = 0.08, owl_m: float = 5.0):
+    def __init__(self, owl_lambda: float = 0.08, owl_m: float = 5.0, owl_ratios: list[float] | None = None):
+        """``owl_ratios``: outlier ratios D_l from an earlier run (``report.allocation_options["outlier_ratios"]``)
+        on the same dense model, calibration rows and ``owl_m``; the dense outlier pass is then skipped."""
         if not (isinstance(owl_lambda, (int, float)) and owl_lambda >= 0):
             raise InvalidArgumentError(f"owl_lambda must be >= 0 (0.08), got {owl_lambda!r}")
         if not (isinstance(owl_m, (int, float)) and owl_m > 0):
             raise InvalidArgumentError(f"owl_m must be > 0 (5), got {owl_m!r}")
+        if owl_ratios is not None and not (isinstance(owl_ratios, (list, tuple)) and owl_ratios
+                                           and all(isinstance(r, (int, float)) for r in owl_ratios)):
+            raise InvalidArgumentError("owl_ratios must be a non-empty list of outlier percentages, one per block")
         self.owl_lambda, self.owl_m = float(owl_lambda), float(owl_m)
-        self.outlier_ratios: list[float] = []
+        self.outlier_ratios: list[float] = list(owl_ratios or [])
+        self.given = owl_ratios is not None
+        self.needs_data = not self.given
 
     def options(self) -> dict[str, Any]:
         return {"owl_lambda": self.owl_lambda, "owl_m": self.owl_m, "outlier_ratios": self.outlier_ratios}
@@ -130,7 +137,12 @@ class OWL(LLMAllocation):
             )
 
     def allocate(self, ctx: AllocationContext) -> list[Target]:
-        """Dense outlier pass, then one target per block."""
+        """Dense outlier pass (unless ``owl_ratios`` were given), then one target per block."""
+        if self.given:
+            if len(self.outlier_ratios) != len(ctx.blocks):
+                raise InvalidArgumentError(f"owl_ratios has {len(self.outlier_ratios)} values for "
+                                           f"{len(ctx.blocks)} blocks")
+            return self._targets(self.outlier_ratios, ctx)
         ratios: list[float] = []
 
         def record(i: int, block: nn.Module, stats: dict[str, dict[str, Any]]) -> None:
@@ -142,6 +154,9 @@ class OWL(LLMAllocation):
                    modifies=False, device=ctx.device, batch_size=ctx.batch_size, progress=ctx.progress,
                    description="OWL outlier pass")
         self.outlier_ratios = ratios
+        return self._targets(ratios, ctx)
+
+    def _targets(self, ratios: list[float], ctx: AllocationContext) -> list[Target]:
         if ctx.m is not None:
             return [Target(1 - k / ctx.m, k, ctx.m) for k in owl_nm(ratios, ctx.n, ctx.m, self.owl_lambda)]
         return [Target(s) for s in owl_sparsities(ratios, ctx.sparsity, self.owl_lambda)]

@@ -18,7 +18,8 @@ Deliberate differences: exactly ``int(numel*s)`` weights of a block are removed 
 ``<= sorted[int(numel*s)]`` removes one more); a Cholesky failure raises :class:`NonFiniteError` with a hint
 instead of a raw ``torch.linalg`` error; no ``torch.cuda.synchronize`` (works on CPU); the column loop
 keeps ``q`` implicitly (kept weights are never touched by their own update, pruned ones are set to exactly 0)
-and uses in-place rank-1 updates, and runs single-threaded on CPU — the same arithmetic, fewer temporaries.
+and uses in-place rank-1 updates; the factorisation and the column loop run single-threaded on CPU — the same
+arithmetic, fewer temporaries.
 """
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ from .pipeline import LLMMethod, Target, prune_lowest_in_group, prune_nm
 
 @contextmanager
 def _one_thread(device: torch.device) -> Iterator[None]:
-    """Run the column loop single-threaded on CPU: its many tiny in-place ops only pay threading overhead,
-    which on a busy machine makes them 10-100x slower (measured on 2 shared cores)."""
+    """Run on one thread on CPU.  The column loop's many tiny in-place ops only pay threading overhead (10-100x
+    slower on 2 busy cores), and torch 2.13's multi-threaded CPU ``cholesky_inverse`` took 15 s for a 1536² matrix
+    where one thread takes 0.06 s (measured here)."""
     if device.type != "cpu" or torch.get_num_threads() == 1:
         yield
         return
@@ -65,8 +67,9 @@ def sparsegpt_prune(weight: torch.Tensor, hessian: torch.Tensor, target: Target,
     idx = torch.arange(cols, device=H.device)
     H[idx, idx] += damp
     try:
-        L = torch.linalg.cholesky(H)
-        Hinv = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
+        with _one_thread(H.device):  # torch's multi-threaded CPU cholesky_inverse is pathologically slow
+            L = torch.linalg.cholesky(H)
+            Hinv = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
     except RuntimeError as exc:  # torch.linalg.LinAlgError subclasses RuntimeError
         raise NonFiniteError(
             f"{name}: the dampened Hessian is not positive definite ({exc}); raise percdamp (now {percdamp}) "
