@@ -16,7 +16,9 @@ import torch
 
 from ..errors import CheckpointError, InvalidArgumentError
 
-__all__ = ["check_vocab", "load_local_model", "load_local_tokenizer", "load_token_ids", "model_vocab_size"]
+__all__ = [
+    "check_ids_fit", "check_vocab", "load_local_model", "load_local_tokenizer", "load_token_ids", "model_vocab_size",
+]
 
 TokenData = torch.Tensor | str | os.PathLike | Sequence[str]
 

