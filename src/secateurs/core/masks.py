@@ -49,11 +49,11 @@ def set_mask(t: Target, keep: torch.Tensor, zero: bool = True) -> None:
     m = get_mask_module(t.module, t.param)
     if m is None:
         parametrize.register_parametrization(t.module, t.param, Mask(keep), unsafe=True)
-    else:
+    elif keep.data_ptr() != m.mask.data_ptr():  # re-applying the attached mask itself needs no copy
         m.mask.copy_(keep)
     if zero:
-        with torch.no_grad():
-            t.leaf.mul_(keep)
+        with torch.no_grad():  # where: one pass (mul_ by a bool mask first converts it to floats); pruned -> +0.0
+            torch.where(keep, t.leaf, t.leaf.new_zeros(()), out=t.leaf)
 
 
 def clear_mask(t: Target) -> None:
@@ -101,5 +101,5 @@ def sparsity(model: nn.Module, targets=None, ignore=None) -> float:
     from .targets import resolve_targets
 
     ts = resolve_targets(model, targets, ignore)
-    zeros = sum(int((t.weight == 0).sum()) for t in ts)
+    zeros = sum(int(torch.count_nonzero(t.weight == 0)) for t in ts)  # count_nonzero: bool sum is slow
     return zeros / sum(t.numel for t in ts)

@@ -50,10 +50,51 @@ def _input_shape(model: nn.Module, data) -> tuple[int, ...] | None:
     return None
 
 
+def _all_finite(x: torch.Tensor) -> bool:
+    if not (x.is_floating_point() or x.is_complex()):
+        return True
+    # A sum is finite only if every term is (NaN and Inf propagate), so one read-only reduction settles the
+    # common case; isfinite (several passes) runs only when the sum is not finite, e.g. it merely overflowed.
+    return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
+
+
 def _check_finite(what: str, targets: list[Target], fns: list[Callable[[], torch.Tensor]]) -> None:
     for t, fn in zip(targets, fns):
-        if not bool(torch.isfinite(fn()).all()):
+        if not _all_finite(fn()):
             raise NonFiniteError(f"{what} of layer {t.name!r} contain NaN or Inf; nothing was pruned")
+
+
+class _CheckedScores:
+    """Score callables that check finiteness on their first call, so the check costs no extra computation of
+    the scores (magnitude and random recompute them on every call).
+
+    The outcome is the same as checking every layer before selection: a failure re-checks the layers in order
+    so the error names the first bad one, and :meth:`check_rest` (called after selection, before any mask is
+    attached, and before an error from selection propagates) checks the layers selection never scored.
+    """
+
+    def __init__(self, targets: list[Target], fns: list[Callable[[], torch.Tensor]]):
+        self.targets, self.fns = targets, fns
+        self.ok = [False] * len(fns)
+        self.wrapped = [self._wrap(i) for i in range(len(fns))]
+
+    def _wrap(self, i: int) -> Callable[[], torch.Tensor]:
+        def fn() -> torch.Tensor:
+            s = self.fns[i]()
+            if not self.ok[i]:
+                if not _all_finite(s):
+                    self.check_rest()  # raises for the first bad layer in order
+                    raise NonFiniteError(f"scores of layer {self.targets[i].name!r} contain NaN or Inf; nothing was pruned")
+                self.ok[i] = True
+            return s
+
+        return fn
+
+    def check_rest(self) -> None:
+        for i, t in enumerate(self.targets):
+            if not self.ok[i]:
+                _check_finite("scores", [t], [self.fns[i]])
+                self.ok[i] = True
 
 
 def _min_keep_groups(min_keep, pat: Pattern, targets: list[Target]) -> list[int]:
@@ -147,10 +188,16 @@ def prune(
     try:
         for r in range(1, rounds + 1):
             round_sparsity = 1 - (1 - sparsity) ** (r / rounds)
-            scores = crit.scores(ctx)
-            _check_finite("scores", ts, scores)
+            checked = _CheckedScores(ts, crit.scores(ctx))
             old = [get_mask(t) for t in ts]
-            keeps = _select_round(ts, scores, old, pat, alloc, round_sparsity, min_keep_g, dense_idx, seed)
+            try:
+                keeps = _select_round(ts, checked.wrapped, old, pat, alloc, round_sparsity, min_keep_g, dense_idx, seed)
+            except NonFiniteError:
+                raise
+            except Exception:
+                checked.check_rest()  # non-finite scores take precedence, as if checked before selection
+                raise
+            checked.check_rest()
             for t, keep, prev in zip(ts, keeps, old):
                 _attach(t, keep if prev is None else keep & prev)
     except BaseException:

@@ -1,0 +1,292 @@
+"""Speed and peak memory of global magnitude mask computation: secateurs vs torch.nn.utils.prune.
+
+    python benchmarks/mask_speed.py [--layers 24] [--repeats 3] [--threads N]
+
+Model: ``nn.Sequential`` of ``--layers`` ``Linear(2048, 2048, bias=False)`` (24 layers: 100.7M float32 weights,
+403 MB), seeded.  Both libraries prune 90% of the weights by global magnitude:
+
+* secateurs: ``secateurs.prune(model, 0.9)`` (method="magnitude", allocation="global");
+* torch:     ``prune.global_unstructured([(m, "weight") ...], pruning_method=prune.L1Unstructured, amount=0.9)``.
+
+Every measurement runs in a fresh subprocess, so the peak memory of one run is not hidden by another's freed
+pages.  Inside it: build the model, read the RSS, then time the pruning call while a background thread samples
+the RSS every ~5 ms; peak extra memory = peak RSS during the call - RSS just before it, reported both from the
+sampler and from ``getrusage(RUSAGE_SELF).ru_maxrss`` (the kernel's high-water mark, which cannot miss a short
+spike).  Runs of the two libraries are interleaved (alternating which goes first) to share the machine's noise.
+
+The first repeat's masks are compared entry by entry: they may differ only among weights whose |w| equals the
+threshold (tie order is unspecified in torch's topk; secateurs prunes ties in flat order).
+
+Results: ``benchmarks/results/mask_speed.json`` (per-run times and peaks, medians, ratios, machine details).
+``--threads N`` (``torch.set_num_threads(N)`` in both libraries' runs) or a non-default ``OMP_WAIT_POLICY`` in
+the environment (inherited by both) write ``mask_speed_threads{N}.json`` / ``mask_speed_omp_{policy}.json``
+instead.  On a shared, oversubscribed machine libgomp's default spin-waiting makes every parallel op cost
+milliseconds, which slows many small ops (secateurs: a few per layer) far more than a few large ones (torch's
+topk over the concatenation); each run records the load average, so compare ratios from one run only.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "mask_speed.json"
+DIM = 2048
+SPARSITY = 0.9
+SAMPLE_EVERY_S = 0.005
+LIBS = ("secateurs", "torch")
+TARGET_SPEEDUP = 20.0
+TARGET_MEMORY_RATIO = 0.25
+
+
+def build_model(layers: int, seed: int):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(*[nn.Linear(DIM, DIM, bias=False) for _ in range(layers)]).float()
+
+
+class PeakRSS:
+    """Background thread sampling this process's RSS every ``every`` seconds; ``peak`` is the highest seen."""
+
+    def __init__(self, every: float = SAMPLE_EVERY_S):
+        import psutil
+
+        self._proc, self._every = psutil.Process(), every
+        self._stop = threading.Event()
+        self.peak = self.samples = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            self.samples += 1
+            self._stop.wait(self._every)
+
+    def __enter__(self) -> "PeakRSS":
+        self.peak = self._proc.memory_info().rss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+
+def _maxrss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def child(lib: str, layers: int, seed: int, mask_path: str | None, threads: int | None) -> dict:
+    """One measurement in this (fresh) process; returns a JSON-able record."""
+    import numpy as np
+    import psutil
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    load = os.getloadavg()
+
+    if lib == "secateurs":
+        import secateurs
+        from secateurs.core.masks import get_mask_module
+
+        call = lambda model: secateurs.prune(model, SPARSITY)  # noqa: E731
+    else:
+        from torch.nn.utils import prune
+
+        def call(model):
+            params = [(m, "weight") for m in model]
+            prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=SPARSITY)
+
+    model = build_model(layers, seed)
+    n = sum(m.weight.numel() for m in model)
+    gc.collect()
+    proc = psutil.Process()
+    rss_before = proc.memory_info().rss
+    maxrss_before = _maxrss_bytes()
+    with torch.no_grad(), PeakRSS() as peak:
+        t0 = time.perf_counter()
+        call(model)
+        elapsed = time.perf_counter() - t0
+    maxrss_after = _maxrss_bytes()
+    rss_after = proc.memory_info().rss
+
+    if lib == "secateurs":
+        masks = [get_mask_module(m).mask for m in model]
+    else:
+        masks = [m.weight_mask for m in model]
+    mask_dtype = str(masks[0].dtype)
+    mask_bytes = sum(m.numel() * m.element_size() for m in masks)
+    pruned = sum(int(m.numel() - torch.count_nonzero(m)) for m in masks)
+    zeros = sum(int(torch.count_nonzero(m.weight == 0)) for m in model)  # effective (masked) weight
+    record = {
+        "lib": lib,
+        "time_s": elapsed,
+        "rss_before_bytes": rss_before,
+        "peak_extra_bytes_psutil": peak.peak - rss_before,
+        "psutil_samples": peak.samples,
+        # ru_maxrss is the whole process's high-water mark; it measures the call only if the call raised it
+        "peak_extra_bytes_ru_maxrss": max(0, maxrss_after - rss_before),
+        "ru_maxrss_raised_by_call": maxrss_after > maxrss_before,
+        "rss_after_extra_bytes": rss_after - rss_before,
+        "params": n,
+        "pruned": pruned,
+        "sparsity": pruned / n,
+        "exact_k": pruned == round(SPARSITY * n),
+        "effective_zeros": zeros,
+        "mask_dtype": mask_dtype,
+        "mask_bytes": mask_bytes,
+        "torch_num_threads": torch.get_num_threads(),
+        "loadavg_1_5_15_before": list(load),
+    }
+    if mask_path:
+        flat = torch.cat([m.reshape(-1).bool() for m in masks]).numpy()
+        np.save(mask_path, np.packbits(flat))
+    return record
+
+
+def run_child(lib: str, layers: int, seed: int, mask_path: str | None, threads: int | None) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", lib, "--layers", str(layers), "--seed", str(seed)]
+    if mask_path:
+        cmd += ["--mask-out", mask_path]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compare_masks(layers: int, seed: int, paths: dict[str, str]) -> dict:
+    """Differing keep-mask entries between the two libraries, and whether every one is a tie at the threshold."""
+    import numpy as np
+    import torch
+
+    model = build_model(layers, seed)
+    scores = torch.cat([m.weight.detach().abs().reshape(-1) for m in model]).numpy()
+    n = scores.size
+    keep = {lib: np.unpackbits(np.load(p))[:n].astype(bool) for lib, p in paths.items()}
+    a, b = keep["secateurs"], keep["torch"]
+    diff = a != b
+    thresholds = {lib: float(scores[~k].max()) for lib, k in keep.items()}  # largest pruned score
+    tie = thresholds["secateurs"]
+    n_diff = int(diff.sum())
+    return {
+        "differing_entries": n_diff,
+        "threshold_secateurs": thresholds["secateurs"],
+        "threshold_torch": thresholds["torch"],
+        "entries_tied_at_threshold": int((scores == tie).sum()),
+        "all_differences_are_ties": bool(thresholds["secateurs"] == thresholds["torch"] and (scores[diff] == tie).all()),
+        "same_up_to_ties": bool(n_diff == 0 or (thresholds["secateurs"] == thresholds["torch"] and (scores[diff] == tie).all())),
+    }
+
+
+def _median(runs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--layers", type=int, default=24, help="number of Linear(2048, 2048) layers (default 24)")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved runs per library (default 3)")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for both libraries (default: torch's)")
+    ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=LIBS, help=argparse.SUPPRESS)
+    ap.add_argument("--mask-out", help=argparse.SUPPRESS)
+    ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.child:
+        print(json.dumps(child(args.child, args.layers, args.seed, args.mask_out, args.threads)))
+        return
+
+    sys.path.insert(0, str(HERE))
+    from _machine import machine_info
+
+    runs: dict[str, list[dict]] = {lib: [] for lib in LIBS}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {lib: os.path.join(tmp, f"{lib}.npy") for lib in LIBS}
+        for r in range(args.repeats):
+            order = LIBS if r % 2 == 0 else LIBS[::-1]  # alternate who goes first
+            for lib in order:
+                rec = run_child(lib, args.layers, args.seed, paths[lib] if r == 0 else None, args.threads)
+                rec["repeat"] = r
+                runs[lib].append(rec)
+                print(f"[{r}] {lib:9s} {rec['time_s']:8.3f} s  peak extra {rec['peak_extra_bytes_psutil'] / 2**20:8.1f} MiB "
+                      f"(ru_maxrss {rec['peak_extra_bytes_ru_maxrss'] / 2**20:8.1f} MiB)  sparsity {rec['sparsity']:.6f}",
+                      flush=True)
+        masks = compare_masks(args.layers, args.seed, paths)
+
+    params = runs["torch"][0]["params"]
+    model_bytes = params * 4
+    med = {
+        lib: {
+            "time_s": _median(rs, "time_s"),
+            "peak_extra_bytes_psutil": _median(rs, "peak_extra_bytes_psutil"),
+            "peak_extra_bytes_ru_maxrss": _median(rs, "peak_extra_bytes_ru_maxrss"),
+        }
+        for lib, rs in runs.items()
+    }
+    for m in med.values():
+        m["peak_extra_over_model_size_psutil"] = m["peak_extra_bytes_psutil"] / model_bytes
+        m["peak_extra_over_model_size_ru_maxrss"] = m["peak_extra_bytes_ru_maxrss"] / model_bytes
+    ours, torch_ = med["secateurs"], med["torch"]
+    ratios = {
+        "speedup": torch_["time_s"] / ours["time_s"],
+        "memory_ratio": ours["peak_extra_bytes_psutil"] / torch_["peak_extra_bytes_psutil"],
+        "memory_ratio_ru_maxrss": ours["peak_extra_bytes_ru_maxrss"] / torch_["peak_extra_bytes_ru_maxrss"],
+        "speedup_per_repeat": [t["time_s"] / s["time_s"] for s, t in zip(runs["secateurs"], runs["torch"])],
+    }
+    exact = all(r["exact_k"] for rs in runs.values() for r in rs)
+    result = {
+        "benchmark": "mask_speed",
+        "command": f"python benchmarks/mask_speed.py --layers {args.layers} --repeats {args.repeats}"
+        + (f" --threads {args.threads}" if args.threads else ""),
+        "config": {"layers": args.layers, "shape": [DIM, DIM], "bias": False, "dtype": "float32",
+                   "sparsity": SPARSITY, "method": "global magnitude", "seed": args.seed, "repeats": args.repeats,
+                   "rss_sample_interval_s": SAMPLE_EVERY_S, "threads": args.threads or "torch default",
+                   "calls": {"secateurs": "secateurs.prune(model, 0.9)",
+                             "torch": "prune.global_unstructured([(m, 'weight') for m in linears], "
+                                      "pruning_method=prune.L1Unstructured, amount=0.9)"}},
+        "model": {"params": params, "size_bytes": model_bytes, "k_pruned": round(SPARSITY * params)},
+        "machine": machine_info(),
+        "runs": runs,
+        "median": med,
+        "ratios": ratios,
+        "exact_sparsity_both": exact,
+        "masks": masks,
+        "targets": {
+            "speedup_min": TARGET_SPEEDUP,
+            "memory_ratio_max": TARGET_MEMORY_RATIO,
+            "met": ratios["speedup"] >= TARGET_SPEEDUP and ratios["memory_ratio"] <= TARGET_MEMORY_RATIO
+            and ratios["memory_ratio_ru_maxrss"] <= TARGET_MEMORY_RATIO,
+        },
+    }
+    tag = (f"_threads{args.threads}" if args.threads else "") + (
+        f"_omp_{os.environ['OMP_WAIT_POLICY'].lower()}" if os.environ.get("OMP_WAIT_POLICY") else "")
+    out = Path(args.out) if args.out else RESULTS.with_name(f"mask_speed{tag}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"model {params:,} params ({model_bytes / 1e6:.1f} MB)")
+    print(f"median time: secateurs {ours['time_s']:.3f} s, torch {torch_['time_s']:.3f} s -> speedup {ratios['speedup']:.1f}x")
+    print(f"median peak extra: secateurs {ours['peak_extra_bytes_psutil'] / 2**20:.1f} MiB, "
+          f"torch {torch_['peak_extra_bytes_psutil'] / 2**20:.1f} MiB -> ratio {ratios['memory_ratio']:.3f} "
+          f"(ru_maxrss {ratios['memory_ratio_ru_maxrss']:.3f})")
+    print(f"exact sparsity both: {exact}; differing mask entries: {masks['differing_entries']} "
+          f"(all ties: {masks['same_up_to_ties']}); targets met: {result['targets']['met']}")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
