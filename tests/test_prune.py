@@ -199,3 +199,10 @@ def test_finalize_same_outputs():
 
 def test_sparsity_of_dense_model_is_zero():
     assert secateurs.sparsity(mlp()) == 0.0
+
+
+def test_sparsity_follows_the_pruned_targets():
+    model = mlp()
+    secateurs.prune(model, 0.8, targets=["1", "3"])
+    assert secateurs.sparsity(model) == pytest.approx(0.8, abs=1e-4)  # the masked layers, not all Linears
+    assert secateurs.sparsity(model, targets=["5"]) == 0.0

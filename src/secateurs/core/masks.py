@@ -97,9 +97,14 @@ def finalize(model: nn.Module) -> nn.Module:
 
 
 def sparsity(model: nn.Module, targets=None, ignore=None) -> float:
-    """Fraction of zeros among the targeted weights (default: Linear/Conv weights), masked or not."""
+    """Fraction of zeros among the targeted weights.
+
+    Default targets: the masked weights if the model has masks (whatever ``targets`` it was pruned with), else
+    every Linear/Conv weight; zeros count whether they come from a mask or not (e.g. after :func:`finalize`).
+    """
     from .targets import resolve_targets
 
-    ts = resolve_targets(model, targets, ignore)
+    masked = masked_targets(model) if targets is None and ignore is None else []
+    ts = masked or resolve_targets(model, targets, ignore)
     zeros = sum(int(torch.count_nonzero(t.weight == 0)) for t in ts)  # count_nonzero: bool sum is slow
     return zeros / sum(t.numel for t in ts)
