@@ -51,22 +51,42 @@ def quality() -> list[str]:
             n = max(len(v) for v in cells[k].values())
             out.append(f"| {k[1]} | {k[2]} | {n} | " + " | ".join(row) + " |")
         out.append("")
+    top = max(sparsities)
+    floor = defaultdict(list)
+    for r in doc["runs"]:
+        s = r["settings"]
+        if s["method"] == "magnitude" and r["allocation"] in ("global", "global+mt") and s["sparsity"] == top:
+            floor[(s["model"], r["allocation"])].append(r.get("min_layer_density", float("nan")))
+    if floor:
+        out += [f"Layer collapse at {top:.0%}: the smallest density of any layer (mean over seeds), global magnitude "
+                "without → with `min_keep`: " + "; ".join(
+                    f"{m} {statistics.mean(floor[(m, 'global')]):.2%} → {statistics.mean(floor[(m, 'global+mt')]):.2%}"
+                    for m in sorted({k[0] for k in floor}) if (m, "global+mt") in floor and (m, "global") in floor), ""]
     return out
 
 
 def mask_speed() -> list[str]:
-    doc = _load("mask_speed.json")
-    if not doc:
-        return []
-    s = doc.get("summary", doc)
-    out = ["### Mask computation at scale (`python benchmarks/mask_speed.py`)", "",
-           f"Global magnitude at 90% on {s.get('model', 'a 24 x Linear(2048, 2048) model')}, against "
-           "`torch.nn.utils.prune.global_unstructured` in the same run. " + _machine(doc), "",
-           "| | secateurs | torch | ratio |", "|---|---|---|---|"]
-    for label, ours, theirs, ratio in s.get("rows", []):
-        out.append(f"| {label} | {ours} | {theirs} | {ratio} |")
-    out.append("")
-    return out
+    out = []
+    for path in sorted(RESULTS.glob("mask_speed*.json")):
+        doc = json.loads(path.read_text())
+        med, r, m = doc["median"], doc["ratios"], doc["model"]
+        env = doc["machine"].get("threading_env") or {}
+        setting = doc["config"].get("threads", "torch default")
+        if env:
+            setting += ", " + ", ".join(f"{k}={v}" for k, v in env.items())
+        if not out:
+            out += ["### Mask computation at scale (`python benchmarks/mask_speed.py`)", "",
+                    f"Global magnitude at 90% on 24 x Linear(2048, 2048) ({m['params'] / 1e6:.0f}M parameters, "
+                    f"{m['size_bytes'] / 2**20:.0f} MiB), against `torch.nn.utils.prune.global_unstructured` in the "
+                    "same run, each in a fresh process; medians of the repeats. Both prune exactly 90% (masks equal "
+                    "up to ties at the threshold). " + _machine(doc), "",
+                    "| threads | load avg | secateurs | torch | speed-up | peak extra memory: secateurs / torch |",
+                    "|---|---|---|---|---|---|"]
+        load = doc["machine"].get("loadavg_1_5_15", ["?"])[0]
+        out.append(f"| {setting} | {load:.1f} | {med['secateurs']['time_s']:.2f} s | {med['torch']['time_s']:.1f} s | "
+                   f"{r['speedup']:.1f}x | {med['secateurs']['peak_extra_bytes_psutil'] / 2**20:.0f} MiB / "
+                   f"{med['torch']['peak_extra_bytes_psutil'] / 2**20:.0f} MiB ({r['memory_ratio']:.1%}) |")
+    return out + [""] if out else []
 
 
 def llm() -> list[str]:
