@@ -28,13 +28,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info  # noqa: E402
+from llm_common import shakespeare_setup  # noqa: E402
 
 from secateurs.llm import embedding_fidelity, perplexity, prune  # noqa: E402
 from secateurs.llm.blocks import find_blocks  # noqa: E402
-from secateurs.llm.calibration import draw_windows  # noqa: E402
 from secateurs.llm.gblm import gradient_norms  # noqa: E402
 from secateurs.llm.output import library_versions  # noqa: E402
-from secateurs.llm.text import load_local_model, load_local_tokenizer, load_token_ids  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "llm_quality.json"
 METHODS = ["magnitude", "wanda", "sparsegpt", "gblm"]
@@ -81,14 +80,10 @@ def grid(model_dense, calib_rows, score, methods, log) -> list[dict]:
 
 
 def llama_part(args, log) -> dict:
-    from secateurs.zoo.shakespeare import shakespeare_llama, shakespeare_text_file
+    from secateurs.zoo.shakespeare import shakespeare_llama
 
     path = shakespeare_llama()
-    dense = load_local_model(path, "causal")
-    tok = load_local_tokenizer(path)
-    calib_ids = load_token_ids(shakespeare_text_file("calibration"), tokenizer=tok)
-    rows = draw_windows(calib_ids, args.nsamples, args.seqlen, seed=0)
-    held = load_token_ids(shakespeare_text_file("heldout"), tokenizer=tok)
+    dense, tok, rows, held, calib_tokens = shakespeare_setup(path, "causal", args.nsamples, args.seqlen)
     eval_ids = held[: args.eval_windows * args.seqlen]
 
     def score(model):
@@ -100,7 +95,7 @@ def llama_part(args, log) -> dict:
     runs = grid(dense, rows, score, METHODS, log)
     return {"model": str(path), "parameters": sum(p.numel() for p in dense.parameters()),
             "calibration": {"source": "shakespeare calibration plays", "nsamples": args.nsamples,
-                            "seqlen": args.seqlen, "seed": 0, "tokens_available": int(calib_ids.numel())},
+                            "seqlen": args.seqlen, "seed": 0, "tokens_available": calib_tokens},
             "evaluation": {"source": "shakespeare held-out plays", "windows": int(eval_ids.numel() // args.seqlen),
                            "seqlen": args.seqlen, "tokens": int(eval_ids.numel()),
                            "heldout_tokens_available": int(held.numel())},
@@ -109,13 +104,10 @@ def llama_part(args, log) -> dict:
 
 def minilm_part(args, log) -> dict:
     from secateurs.llm.evaluate import heldout_sentences
-    from secateurs.zoo.shakespeare import minilm_dir, shakespeare_text_file
+    from secateurs.zoo.shakespeare import minilm_dir
 
     path = minilm_dir()
-    dense = load_local_model(path, "encoder")
-    tok = load_local_tokenizer(path)
-    calib_ids = load_token_ids(shakespeare_text_file("calibration"), tokenizer=tok)
-    rows = draw_windows(calib_ids, args.nsamples, args.minilm_seqlen, seed=0)
+    dense, tok, rows, _, _ = shakespeare_setup(path, "encoder", args.nsamples, args.minilm_seqlen)
     sentences = heldout_sentences(args.sentences, seed=0)
 
     def score(model):

@@ -106,6 +106,7 @@ class GBLM(LLMMethod):
         self.grads: dict[int, dict[str, torch.Tensor]] = gradients or {}
 
     def options(self) -> dict[str, Any]:
+        """The options, for the report and secateurs.json."""
         loss = "lm" if self.loss_fn is None else getattr(self.loss_fn, "__name__", "custom")
         return {"scale": self.scale, "loss": loss, "gradients": "given" if self.given else "computed"}
 

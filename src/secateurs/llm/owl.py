@@ -67,10 +67,12 @@ class LLMAllocation:
         """Raise before anything is touched if the targets cannot be reached."""
 
     def allocate(self, ctx: AllocationContext) -> list[Target]:
+        """One target per block of ``ctx.blocks``; weights must not be changed."""
         raise NotImplementedError
 
 
 def base_target(sparsity: float, n: int | None, m: int | None) -> Target:
+    """The uniform target: keep N of M, or ``sparsity`` unstructured."""
     return Target(1 - n / m, n, m) if m is not None else Target(sparsity)
 
 
@@ -79,6 +81,7 @@ class Uniform(LLMAllocation):
     """The same sparsity (or N:M) in every block — the default of Wanda, SparseGPT and GBLM-Pruner."""
 
     def allocate(self, ctx: AllocationContext) -> list[Target]:
+        """The same target for every block."""
         return [base_target(ctx.sparsity, ctx.n, ctx.m)] * len(ctx.blocks)
 
 
@@ -127,9 +130,11 @@ class OWL(LLMAllocation):
         self.needs_data = not self.given
 
     def options(self) -> dict[str, Any]:
+        """λ, M and the measured outlier ratios D_l (percent, one per block)."""
         return {"owl_lambda": self.owl_lambda, "owl_m": self.owl_m, "outlier_ratios": self.outlier_ratios}
 
     def check(self, sparsity: float, n: int | None, m: int | None) -> None:
+        """Refuse a λ that could prune a whole block (s + 2λ >= 1)."""
         if m is None and sparsity + 2 * self.owl_lambda >= 1:
             raise InvalidArgumentError(
                 f"owl_lambda={self.owl_lambda} is too large for sparsity {sparsity}: a block could be pruned "

@@ -49,9 +49,11 @@ class Target:
 
     @property
     def is_nm(self) -> bool:
+        """True for an N:M target."""
         return self.m is not None
 
     def describe(self) -> str:
+        """``"N:M"`` or the sparsity, for reports."""
         return f"{self.n}:{self.m}" if self.is_nm else f"{self.sparsity:.4f}"
 
 
@@ -97,6 +99,7 @@ class ScalerRow:
         self.nsamples = 0
 
     def add(self, x: torch.Tensor, nseq: int) -> None:
+        """Fold in the inputs of ``nseq`` sequences (any leading shape, last dim = input columns)."""
         x = x.reshape(-1, x.shape[-1]).float()
         self.value *= self.nsamples / (self.nsamples + nseq)
         self.nsamples += nseq
@@ -111,6 +114,7 @@ class Hessian:
         self.nsamples = 0
 
     def add(self, x: torch.Tensor, nseq: int) -> None:
+        """Fold in the inputs of ``nseq`` sequences (any leading shape, last dim = input columns)."""
         x = x.reshape(-1, x.shape[-1]).float()
         self.value *= self.nsamples / (self.nsamples + nseq)
         self.nsamples += nseq
@@ -218,6 +222,7 @@ def _outside_on(model: nn.Module, blocks_path: str, device: torch.device) -> Ite
 
 
 def batches(rows: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Consecutive chunks of ``batch_size`` calibration rows, in order."""
     return [rows[i:i + batch_size] for i in range(0, rows.shape[0], batch_size)]
 
 

@@ -115,6 +115,7 @@ class SparseGPT(LLMMethod):
         self.percdamp, self.blocksize = float(percdamp), blocksize
 
     def options(self) -> dict[str, Any]:
+        """The options, for the report and secateurs.json."""
         return {"percdamp": self.percdamp, "blocksize": self.blocksize}
 
     def check_target(self, target: Target) -> None:

@@ -1,0 +1,35 @@
+"""Helpers shared by the ``llm_*`` benchmarks: peak-memory probes and the Shakespeare data set-up."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def vm_bytes(key: str) -> int:
+    """A ``/proc/self/status`` memory field in bytes: ``"VmRSS"`` (now) or ``"VmHWM"`` (peak since reset)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def reset_peak() -> None:
+    """Reset the process's peak RSS (VmHWM) so that the next reading measures only what follows."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def shakespeare_setup(path: Any, kind: str, nsamples: int, seqlen: int) -> tuple[Any, Any, torch.Tensor, torch.Tensor, int]:
+    """Load a local model + tokenizer, draw the calibration rows (seed 0) from the calibration plays, and
+    tokenize the held-out plays: ``(model, tokenizer, rows, heldout_ids, calibration_tokens)``."""
+    from secateurs.llm.calibration import draw_windows
+    from secateurs.llm.text import load_local_model, load_local_tokenizer, load_token_ids
+    from secateurs.zoo.shakespeare import shakespeare_text_file
+
+    model, tok = load_local_model(path, kind), load_local_tokenizer(path)
+    calib = load_token_ids(shakespeare_text_file("calibration"), tokenizer=tok)
+    rows = draw_windows(calib, nsamples, seqlen, seed=0)
+    held = load_token_ids(shakespeare_text_file("heldout"), tokenizer=tok)
+    return model, tok, rows, held, int(calib.numel())

@@ -1,0 +1,250 @@
+"""secateurs against the authors' reference code, side by side → ``benchmarks/results/llm_reference.json``.
+
+References (fetched into the git-ignored ``.refs/``, imported from there at run time, never copied):
+locuslab/wanda ``lib/prune.py prune_wanda`` and IST-DASLab/sparsegpt ``llama.py llama_sequential`` (its
+``SparseGPT`` class).  Both run on the same Shakespeare Llama, the same calibration rows (a 2-D tensor drawn
+once) and are evaluated on the same held-out windows with the same perplexity function.
+
+Only calling glue is adapted, in this file:
+
+* the references load C4 through ``datasets``; their loader is replaced by one returning our calibration rows
+  (a stub ``datasets`` module satisfies the import, nothing is downloaded);
+* transformers 5.x decoder layers take rotary ``position_embeddings`` from the model and return a tensor; the
+  references (written for 4.3x) call a layer with ``attention_mask``/``position_ids`` only and index ``[0]``.
+  A thin wrapper around each layer computes ``position_embeddings`` with the model's own rotary module and
+  returns a 1-tuple, removed again after pruning;
+* ``torch.cuda.synchronize`` (IST's timing print) is a no-op on this CPU-only machine; ``model.seqlen`` and
+  ``model.hf_device_map`` attributes are set as their ``get_llm`` would.
+
+Each (implementation, method, pattern) runs in its own subprocess; peak memory is the process's VmHWM during
+pruning (reset with /proc/self/clear_refs before it starts), reported above the loaded model's RSS.
+Run: ``.venv/bin/python benchmarks/llm_reference.py`` (about 15 min on 2 CPU cores).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from argparse import Namespace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from llm_common import reset_peak, shakespeare_setup, vm_bytes  # noqa: E402
+REFS = HERE.parent / ".refs"
+RESULTS = HERE / "results" / "llm_reference.json"
+CONFIGS = [("wanda", "unstructured", 0.5), ("wanda", "2:4", None), ("sparsegpt", "unstructured", 0.5),
+           ("sparsegpt", "2:4", None)]
+
+
+# ------------------------------------------------------------------------------------------------ calling glue
+class _Rotary(nn.Module):
+    """Glue: gives a transformers-5 decoder layer the rotary embeddings the references do not pass."""
+
+    def __init__(self, layer: nn.Module, rotary: nn.Module):
+        super().__init__()
+        self.layer = layer
+        self._rotary = [rotary]  # not a submodule: the references' find_layers must see only the layer
+
+    def forward(self, hidden, attention_mask=None, position_ids=None, **kwargs):
+        if position_ids is None:
+            position_ids = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+        if kwargs.get("position_embeddings") is None:
+            kwargs["position_embeddings"] = self._rotary[0](hidden, position_ids)
+        out = self.layer(hidden, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+        return out if isinstance(out, tuple) else (out,)
+
+
+def _wrap_layers(model) -> None:
+    layers = model.model.layers
+    for i in range(len(layers)):
+        layers[i] = _Rotary(layers[i], model.model.rotary_emb)
+
+
+def _unwrap_layers(model) -> None:
+    layers = model.model.layers
+    for i in range(len(layers)):
+        if isinstance(layers[i], _Rotary):
+            layers[i] = layers[i].layer
+
+
+def _no_download(*args, **kwargs):
+    raise RuntimeError("the benchmark feeds calibration rows directly; nothing is downloaded")
+
+
+def _nm(pattern: str) -> tuple[int, int]:
+    """Their (prune_n, prune_m): the number *removed* of every M (2:4 keeps 2, removes 2)."""
+    if pattern == "unstructured":
+        return 0, 0
+    keep, m = map(int, pattern.split(":"))
+    return m - keep, m
+
+
+def run_reference(model, tokenizer, rows: torch.Tensor, method: str, pattern: str, sparsity: float) -> None:
+    prune_n, prune_m = _nm(pattern)
+    model.seqlen = rows.shape[1]
+    model.hf_device_map = {}
+    _wrap_layers(model)
+    try:
+        if method == "wanda":
+            sys.path.insert(0, str(REFS / "wanda"))
+            sys.modules.setdefault("datasets", types.SimpleNamespace(load_dataset=_no_download))
+            import lib.prune as wanda_prune  # locuslab/wanda
+
+            wanda_prune.get_loaders = lambda name, nsamples, seed, seqlen, tokenizer: (
+                [(r[None].clone(), r[None].clone()) for r in rows], None)
+            args = Namespace(nsamples=rows.shape[0], seed=0, sparsity_ratio=sparsity, use_variant=False)
+            wanda_prune.prune_wanda(args, model, tokenizer, torch.device("cpu"), prune_n=prune_n, prune_m=prune_m)
+        else:
+            sys.path.insert(0, str(REFS / "sparsegpt"))
+            torch.cuda.synchronize = lambda *a, **k: None  # CPU-only machine
+            import llama as sparsegpt_llama  # IST-DASLab/sparsegpt
+
+            sparsegpt_llama.args = Namespace(
+                nsamples=rows.shape[0], true_sequential=False, minlayer=-1, maxlayer=1000, prune_only="",
+                invert=False, wbits=16, sparsity=sparsity, prunen=prune_n, prunem=prune_m, percdamp=0.01,
+                blocksize=128)
+            sparsegpt_llama.llama_sequential(model, [(r[None], r[None]) for r in rows], torch.device("cpu"))
+    finally:
+        _unwrap_layers(model)
+
+
+# ---------------------------------------------------------------------------------------------------- worker
+def _data(args):
+    from secateurs.zoo.shakespeare import shakespeare_llama
+
+    path = shakespeare_llama()
+    model, tok, rows, held, _ = shakespeare_setup(path, "causal", args.nsamples, args.seqlen)
+    return path, model, tok, rows, held[: args.eval_windows * args.seqlen]
+
+
+def worker(args) -> None:
+    from safetensors.torch import save_file
+
+    from secateurs.llm import perplexity, prune
+    from secateurs.llm.blocks import find_blocks, find_linears
+
+    path, model, tok, rows, eval_ids = _data(args)
+    doc = {"impl": args.impl, "method": args.method, "pattern": args.pattern, "threads": torch.get_num_threads()}
+    if args.impl == "dense":
+        doc["perplexity"] = perplexity(model, eval_ids, seqlen=args.seqlen, batch_size=8)
+    else:
+        sparsity = 0.5 if args.pattern == "unstructured" else None
+        rss0 = vm_bytes("VmRSS")
+        reset_peak()  # VmHWM from here on: the pruning's own peak
+        t0, c0 = time.perf_counter(), time.process_time()
+        if args.impl == "secateurs":
+            report = prune(model, rows, method=args.method, sparsity=sparsity, pattern=args.pattern, progress=False)
+            doc["secateurs_block_seconds"] = report.block_seconds
+        else:
+            run_reference(model, tok, rows, args.method, args.pattern, sparsity if sparsity is not None else 0.5)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        nblocks = len(find_blocks(model)[1])
+        doc.update({"prune_seconds": wall, "prune_cpu_seconds": cpu, "seconds_per_block": wall / nblocks,
+                    "cpu_seconds_per_block": cpu / nblocks, "rss_before_bytes": rss0, "peak_rss_bytes": vm_bytes("VmHWM"),
+                    "peak_above_model_bytes": vm_bytes("VmHWM") - rss0,
+                    "perplexity": perplexity(model, eval_ids, seqlen=args.seqlen, batch_size=8)})
+        weights = {f"{i}.{n}": l.weight.detach().clone().contiguous()
+                   for i, b in enumerate(find_blocks(model)[1]) for n, l in find_linears(b).items()}
+        save_file(weights, args.weights)
+        doc["sparsity"] = sum(int((w == 0).sum()) for w in weights.values()) / sum(w.numel() for w in weights.values())
+    Path(args.result).write_text(json.dumps(doc))
+
+
+# ---------------------------------------------------------------------------------------------------- parent
+def _spawn(impl: str, method: str, pattern: str, args, tmp: Path) -> dict:
+    result, weights = tmp / f"{impl}-{method}-{pattern}.json", tmp / f"{impl}-{method}-{pattern.replace(':', '-')}.st"
+    cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--method", method, "--pattern", pattern,
+           "--result", str(result), "--weights", str(weights), "--nsamples", str(args.nsamples),
+           "--seqlen", str(args.seqlen), "--eval-windows", str(args.eval_windows)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{impl} {method} {pattern} failed:\n{proc.stderr[-3000:]}")
+    doc = json.loads(result.read_text())
+    doc["process_seconds"] = round(time.perf_counter() - t0, 1)
+    doc["weights_file"] = str(weights)
+    return doc
+
+
+def _compare(a: dict, b: dict) -> dict:
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(a["weights_file"]), load_file(b["weights_file"])
+    same = sum(int(((wa[k] == 0) == (wb[k] == 0)).sum()) for k in wa)
+    total = sum(wa[k].numel() for k in wa)
+    diff = max(float((wa[k] - wb[k]).abs().max()) for k in wa)
+    return {"mask_agreement": same / total, "max_abs_weight_difference": diff}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--worker", action="store_true")
+    ap.add_argument("--impl", choices=["secateurs", "reference", "dense"])
+    ap.add_argument("--method")
+    ap.add_argument("--pattern", default="unstructured")
+    ap.add_argument("--result")
+    ap.add_argument("--weights")
+    ap.add_argument("--nsamples", type=int, default=64)
+    ap.add_argument("--seqlen", type=int, default=256)
+    ap.add_argument("--eval-windows", type=int, default=64)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    if not (REFS / "wanda" / "lib" / "prune.py").exists() or not (REFS / "sparsegpt" / "sparsegpt.py").exists():
+        sys.exit("clone locuslab/wanda and IST-DASLab/sparsegpt into .refs/ first (see the module docstring)")
+    from _machine import machine_info
+
+    from secateurs.llm.output import library_versions
+
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        dense = _spawn("dense", "none", "unstructured", args, Path(tmp))
+        print(f"dense perplexity {dense['perplexity']:.4f}", file=sys.stderr, flush=True)
+        rows = []
+        for method, pattern, _ in CONFIGS:
+            ours = _spawn("secateurs", method, pattern, args, Path(tmp))
+            ref = _spawn("reference", method, pattern, args, Path(tmp))
+            row = {"method": method, "pattern": pattern, "secateurs": ours, "reference": ref,
+                   "perplexity_rel_diff": ours["perplexity"] / ref["perplexity"] - 1,
+                   "time_per_block_ratio": ours["seconds_per_block"] / ref["seconds_per_block"],
+                   "cpu_per_block_ratio": ours["cpu_seconds_per_block"] / ref["cpu_seconds_per_block"],
+                   "peak_above_model_ratio": ours["peak_above_model_bytes"] / max(ref["peak_above_model_bytes"], 1),
+                   **_compare(ours, ref)}
+            for d in (ours, ref):
+                d.pop("weights_file")
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k not in ("secateurs", "reference")}),
+                  file=sys.stderr, flush=True)
+    commits = {}
+    for name in ("wanda", "sparsegpt"):
+        proc = subprocess.run(["git", "-C", str(REFS / name), "rev-parse", "HEAD"], capture_output=True, text=True)
+        commits[name] = proc.stdout.strip()
+    doc = {"benchmark": "llm_reference", "machine": machine_info(), "versions": library_versions(),
+           "references": {"locuslab/wanda": commits["wanda"], "IST-DASLab/sparsegpt": commits["sparsegpt"]},
+           "settings": {"nsamples": args.nsamples, "seqlen": args.seqlen, "eval_windows": args.eval_windows,
+                        "calibration": "shakespeare calibration plays, draw_windows(seed=0)",
+                        "evaluation": "first eval_windows x seqlen tokens of the held-out plays"},
+           "dense_perplexity": dense["perplexity"], "runs": rows,
+           "command": "python benchmarks/llm_reference.py " + " ".join(sys.argv[1:]),
+           "seconds": round(time.perf_counter() - t_start, 1),
+           "peak_rss_parent_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main()
