@@ -221,6 +221,8 @@ def test_owl_ratios_average_to_target_and_span_two_lambda():
 def test_owl_nm_keeps_mixed_n_and_outlier_ratio():
     assert owl_nm([0.0, 5.0, 10.0], 2, 4, 0.08) == [2, 2, 2]
     assert owl_nm([0.0, 5.0, 10.0], 2, 4, 2.0) == [1, 2, 3]
+    six = owl_nm([2.0, 1.5, 1.4, 1.0, 0.0, 1.9], 2, 4, 2.0)  # plain rounding would average 2.17 kept
+    assert sum(six) == 12 and six[0] == 3 and six[4] == 1
     scores = torch.tensor([1.0] * 98 + [100.0, 200.0])
     assert outlier_ratio(scores, 5) == pytest.approx(2.0)
 

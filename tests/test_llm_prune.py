@@ -94,6 +94,7 @@ BAD = [
     (dict(sparsity=1.0), InvalidArgumentError, r"sparsity must be a number in \[0, 1\)"),
     (dict(sparsity=-0.1), InvalidArgumentError, "sparsity"),
     (dict(sparsity="half"), InvalidArgumentError, "sparsity"),
+    (dict(sparsity=None), InvalidArgumentError, "None is only for N:M"),
     (dict(pattern="2:4", sparsity=0.7), InvalidArgumentError, "implies sparsity 0.5"),
     (dict(pattern="2:3", sparsity=None), PatternError, "not divisible by M=3"),
     (dict(pattern="4x4"), PatternError, "unstructured' and N:M"),

@@ -16,7 +16,8 @@ Secret Sauce for Pruning LLMs to High Sparsity"), as luuyin/OWL@dddb7a4 lib/prun
 
 For N:M patterns OWL follows the reference's ``prune_wanda_outlier_structure`` ("OWL-wanda n:m"): the scaled
 ratios ``(D − min)/(max − min) · λ`` are centred and rounded to integers, and block l keeps ``N + r_l`` of every
-M (clamped to [1, M]) — a mixed N:M model.  λ is then in weights per group: the README uses λ=2, M=6; with
+M (clamped to [1, M]) — a mixed N:M model; the rounded offsets are balanced to sum to zero so the average
+sparsity stays 1 − N/M.  λ is then in weights per group: the README uses λ=2, M=6; with
 λ < 1 every offset rounds to 0 and the result is plain N:M.
 
 Defaults λ=0.08, M=5 (the README's LLaMA-7B 70% setting; main.py's own default M is 3).  Deliberate
@@ -100,11 +101,21 @@ def owl_sparsities(ratios: list[float], sparsity: float, owl_lambda: float) -> l
 
 
 def owl_nm(ratios: list[float], n: int, m: int, owl_lambda: float) -> list[int]:
-    """Kept N per block, mixed N:M (``prune_wanda_outlier_structure``): ``N + round(centred scaled ratio)``."""
+    """Kept N per block, mixed N:M (``prune_wanda_outlier_structure``): ``N + round(centred scaled ratio)``.
+
+    Deliberate difference: the offsets are rounded so that they sum to zero (largest remainders first), so the
+    average sparsity stays exactly 1 − N/M; the reference's plain ``np.round`` can shift it (e.g. to 54% for a
+    6-block model at 2:4)."""
     d = torch.tensor(ratios, dtype=torch.float64)
     span = float(d.max() - d.min())
     scaled = (d - d.min()) / span * owl_lambda if span > 0 else torch.zeros_like(d)
-    offsets = torch.round(scaled - scaled.mean())
+    centred = scaled - scaled.mean()
+    offsets = torch.round(centred)
+    excess = int(offsets.sum().item())
+    if excess:  # undo the rounding where it was least deserved
+        residual = offsets - centred
+        order = torch.argsort(residual, descending=excess > 0, stable=True)[: abs(excess)]
+        offsets[order] -= 1 if excess > 0 else -1
     return [int(min(max(n + o, 1), m)) for o in offsets.tolist()]
 
 

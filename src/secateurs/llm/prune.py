@@ -134,6 +134,8 @@ def _check_sparsity(sparsity: float | None, pattern: Any) -> tuple[float, int | 
                 f"pass sparsity=None (or {implied:g})"
             )
         return implied, pattern.n, pattern.m
+    if sparsity is None:
+        raise InvalidArgumentError("sparsity is required for unstructured pruning (None is only for N:M patterns)")
     if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
         raise InvalidArgumentError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
     return float(sparsity), None, None
