@@ -37,7 +37,11 @@ def quality() -> list[str]:
     out = [f"### Weight pruning on digits (`python benchmarks/quality.py`)", "",
            f"Test accuracy right after pruning → after {doc.get('finetune_epochs', 2)} epochs of fine-tuning, "
            "mean over seeds (n = number of seeds). `global+mt`: global magnitude with the minimum-keep floor "
-           "(`min_keep` = 0.05% of the weights). " + _machine(doc), ""]
+           "(`min_keep` = 0.05% of the weights). Calibration for snip/grasp/taylor: 10 examples per class in 4 "
+           "batches. SNIP, GraSP and SynFlow were designed for pruning at initialisation and are applied here to "
+           "trained networks: GraSP removes the weights whose removal keeps gradient flow highest, which at a "
+           "trained minimum are the ones the loss depends on, so it does worse than random here. "
+           + _machine(doc), ""]
     for model in sorted({k[0] for k in cells}):
         dense = [r["dense"]["accuracy"] for r in doc["runs"] if r["settings"]["model"] == model]
         out += [f"**{model}** (dense accuracy {statistics.mean(dense):.3f})", "",
