@@ -16,12 +16,22 @@ def vm_bytes(key: str) -> int:
 
 
 def reset_peak() -> None:
-    """Reset the process's peak RSS (VmHWM) so that the next reading measures only what follows."""
+    """Return freed heap memory to the OS, then reset the process's peak RSS (VmHWM), so that the next
+    readings of VmRSS / VmHWM measure only what follows."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc
+        pass
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
 
 
-def shakespeare_setup(path: Any, kind: str, nsamples: int, seqlen: int) -> tuple[Any, Any, torch.Tensor, torch.Tensor, int]:
+def shakespeare_setup(path: Any, kind: str, nsamples: int,
+                      seqlen: int) -> tuple[Any, Any, torch.Tensor, torch.Tensor, int]:
     """Load a local model + tokenizer, draw the calibration rows (seed 0) from the calibration plays, and
     tokenize the held-out plays: ``(model, tokenizer, rows, heldout_ids, calibration_tokens)``."""
     from secateurs.llm.calibration import draw_windows

@@ -17,7 +17,9 @@ Only calling glue is adapted, in this file:
   ``model.hf_device_map`` attributes are set as their ``get_llm`` would.
 
 Each (implementation, method, pattern) runs in its own subprocess; peak memory is the process's VmHWM during
-pruning (reset with /proc/self/clear_refs before it starts), reported above the loaded model's RSS.
+pruning (freed heap returned with malloc_trim, then VmHWM reset with /proc/self/clear_refs before it starts),
+reported above the RSS with the model loaded.  secateurs runs with its default ``batch_size=1`` (one calibration row
+per block forward, as the references) and, as ``secateurs_batch8``, with 8 rows at a time.
 Run: ``.venv/bin/python benchmarks/llm_reference.py`` (about 15 min on 2 CPU cores).
 """
 from __future__ import annotations
@@ -139,19 +141,22 @@ def worker(args) -> None:
         doc["perplexity"] = perplexity(model, eval_ids, seqlen=args.seqlen, batch_size=8)
     else:
         sparsity = 0.5 if args.pattern == "unstructured" else None
-        rss0 = vm_bytes("VmRSS")
         reset_peak()  # VmHWM from here on: the pruning's own peak
+        rss0 = vm_bytes("VmRSS")
         t0, c0 = time.perf_counter(), time.process_time()
-        if args.impl == "secateurs":
-            report = prune(model, rows, method=args.method, sparsity=sparsity, pattern=args.pattern, progress=False)
+        if args.impl.startswith("secateurs"):
+            batch = 8 if args.impl == "secateurs-batch8" else 1
+            report = prune(model, rows, method=args.method, sparsity=sparsity, pattern=args.pattern, progress=False,
+                           batch_size=batch)
             doc["secateurs_block_seconds"] = report.block_seconds
         else:
             run_reference(model, tok, rows, args.method, args.pattern, sparsity if sparsity is not None else 0.5)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         nblocks = len(find_blocks(model)[1])
+        peak = vm_bytes("VmHWM")
         doc.update({"prune_seconds": wall, "prune_cpu_seconds": cpu, "seconds_per_block": wall / nblocks,
-                    "cpu_seconds_per_block": cpu / nblocks, "rss_before_bytes": rss0, "peak_rss_bytes": vm_bytes("VmHWM"),
-                    "peak_above_model_bytes": vm_bytes("VmHWM") - rss0,
+                    "cpu_seconds_per_block": cpu / nblocks, "rss_before_bytes": rss0, "peak_rss_bytes": peak,
+                    "peak_above_model_bytes": peak - rss0,
                     "perplexity": perplexity(model, eval_ids, seqlen=args.seqlen, batch_size=8)})
         weights = {f"{i}.{n}": l.weight.detach().clone().contiguous()
                    for i, b in enumerate(find_blocks(model)[1]) for n, l in find_linears(b).items()}
@@ -189,7 +194,7 @@ def _compare(a: dict, b: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--worker", action="store_true")
-    ap.add_argument("--impl", choices=["secateurs", "reference", "dense"])
+    ap.add_argument("--impl", choices=["secateurs", "secateurs-batch8", "reference", "dense"])
     ap.add_argument("--method")
     ap.add_argument("--pattern", default="unstructured")
     ap.add_argument("--result")
@@ -216,13 +221,19 @@ def main() -> None:
         for method, pattern, _ in CONFIGS:
             ours = _spawn("secateurs", method, pattern, args, Path(tmp))
             ref = _spawn("reference", method, pattern, args, Path(tmp))
+            ours8 = _spawn("secateurs-batch8", method, pattern, args, Path(tmp))
             row = {"method": method, "pattern": pattern, "secateurs": ours, "reference": ref,
+                   "secateurs_batch8": ours8,
                    "perplexity_rel_diff": ours["perplexity"] / ref["perplexity"] - 1,
                    "time_per_block_ratio": ours["seconds_per_block"] / ref["seconds_per_block"],
                    "cpu_per_block_ratio": ours["cpu_seconds_per_block"] / ref["cpu_seconds_per_block"],
                    "peak_above_model_ratio": ours["peak_above_model_bytes"] / max(ref["peak_above_model_bytes"], 1),
+                   "batch8_time_per_block_ratio": ours8["seconds_per_block"] / ref["seconds_per_block"],
+                   "batch8_peak_above_model_ratio": ours8["peak_above_model_bytes"]
+                   / max(ref["peak_above_model_bytes"], 1),
+                   "batch8_perplexity_rel_diff": ours8["perplexity"] / ref["perplexity"] - 1,
                    **_compare(ours, ref)}
-            for d in (ours, ref):
+            for d in (ours, ref, ours8):
                 d.pop("weights_file")
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k not in ("secateurs", "reference")}),

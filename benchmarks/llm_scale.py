@@ -35,6 +35,7 @@ def worker(args) -> dict:
     from secateurs.llm import prune
     from secateurs.llm.blocks import find_blocks, find_linears, weight_2d
 
+    reset_peak()
     rss_libraries = vm_bytes("VmRSS")  # torch + transformers + secateurs, before the model exists
     torch.manual_seed(0)
     cfg = T.LlamaConfig(vocab_size=4096, hidden_size=args.hidden, intermediate_size=args.intermediate,
@@ -50,18 +51,18 @@ def worker(args) -> dict:
                    else sum(widths)) * 4
     act_bytes = args.nsamples * args.seqlen * args.hidden * 4
     # one calibration batch through the block: attention scores + the MLP's gate/up/act/product intermediates
-    fwd_bytes = 8 * args.seqlen * (4 * args.intermediate + (args.hidden // 64) * args.seqlen + 4 * args.hidden) * 4
+    fwd_bytes = args.batch_size * args.seqlen * (4 * args.intermediate + (args.hidden // 64) * args.seqlen + 4 * args.hidden) * 4
     rows = torch.randint(0, 4096, (args.nsamples, args.seqlen), generator=torch.Generator().manual_seed(0))
-    rss0 = vm_bytes("VmRSS")
     reset_peak()
+    rss0 = vm_bytes("VmRSS")
     t0 = time.perf_counter()
-    report = prune(model, rows, method=args.method, sparsity=0.5, progress=False)
+    report = prune(model, rows, method=args.method, sparsity=0.5, progress=False, batch_size=args.batch_size)
     seconds = time.perf_counter() - t0
     peak = vm_bytes("VmHWM")
     working = block_bytes + act_bytes + stats_bytes + fwd_bytes
     return {
         "method": args.method, "layers": args.layers, "hidden": args.hidden, "intermediate": args.intermediate,
-        "nsamples": args.nsamples, "seqlen": args.seqlen, "batch_size": 8, "threads": torch.get_num_threads(),
+        "nsamples": args.nsamples, "seqlen": args.seqlen, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
         "parameters": sum(p.numel() for p in model.parameters()), "model_bytes": model_bytes,
         "block_weight_bytes": block_bytes, "activation_buffer_bytes": act_bytes, "block_statistics_bytes": stats_bytes,
         "block_forward_temporaries_bytes": fwd_bytes, "block_working_set_bytes": working,
@@ -86,6 +87,7 @@ def main() -> None:
     ap.add_argument("--intermediate", type=int, default=2048)
     ap.add_argument("--nsamples", type=int, default=16)
     ap.add_argument("--seqlen", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--result")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -103,7 +105,8 @@ def main() -> None:
             result = Path(tmp) / f"{method}-{layers}.json"
             cmd = [sys.executable, __file__, "--worker", "--method", method, "--result", str(result),
                    f"--layers={layers}",
-                   *[f"--{k}={getattr(args, k)}" for k in ("hidden", "intermediate", "nsamples", "seqlen")]]
+                   *[f"--{k}={getattr(args, k)}" for k in ("hidden", "intermediate", "nsamples", "seqlen")],
+                   f"--batch-size={args.batch_size}"]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 raise RuntimeError(proc.stderr[-3000:])

@@ -54,7 +54,7 @@ def prune_cmd(
     owl_m: Optional[float] = typer.Option(None, "--owl-m", help="OWL outlier threshold M (5)"),
     percdamp: Optional[float] = typer.Option(None, help="SparseGPT dampening (0.01)"),
     blocks: Optional[str] = typer.Option(None, help="attribute path of the block list, e.g. model.layers"),
-    batch_size: int = typer.Option(8, "--batch-size", help="calibration rows per block forward"),
+    batch_size: int = typer.Option(1, "--batch-size", help="calibration rows per block forward"),
     device: Optional[str] = typer.Option(None, help="cpu | cuda (default: cuda when available)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON document on stdout, nothing else"),
 ) -> None:
