@@ -95,12 +95,74 @@ def mask_speed() -> list[str]:
 
 def llm() -> list[str]:
     out = []
-    for name in sorted(RESULTS.glob("llm_*.json")):
-        doc = json.loads(name.read_text())
-        table = doc.get("markdown")
-        if table:
-            out += [f"### {doc.get('title', name.stem)} (`python benchmarks/{name.stem}.py`)", "",
-                    doc.get("caption", "") + " " + _machine(doc), "", *table, ""]
+    doc = _load("llm_quality.json")
+    if doc:
+        sl, ml = doc.get("shakespeare_llama"), doc.get("minilm")
+        def k(r):  # N:M implies its sparsity; some runs record it as None
+            return r["method"], r["allocation"], r["pattern"], r["sparsity"] if r["pattern"] == "unstructured" else None
+
+        cols = sorted({(r["method"], r["allocation"]) for r in (sl or ml)["runs"]})
+        settings = sorted({k(r)[2:] for r in (sl or ml)["runs"]}, key=lambda x: (x[0] != "unstructured", x[0], x[1] or 0))
+        label = lambda p, s: f"{s:.0%}" if p == "unstructured" else p  # noqa: E731
+        out += ["### LLM post-training pruning (`python benchmarks/llm_quality.py`)", ""]
+        if sl:
+            c = sl["calibration"]
+            out += [f"Shakespeare Llama ({sl['parameters'] / 1e6:.1f}M parameters): held-out perplexity "
+                    f"(dense {sl['dense_perplexity']:.1f}; {sl['evaluation']['windows']} windows of "
+                    f"{sl['evaluation']['seqlen']} tokens), calibration {c['nsamples']} x {c['seqlen']} tokens. "
+                    "OWL uses λ=0.08, M=5 (unstructured) and λ=2, M=6 (mixed N:M), the reference settings. "
+                    + _machine(doc), "",
+                    "| method | allocation | " + " | ".join(label(*x) for x in settings) + " |",
+                    "|---|---|" + "---|" * len(settings)]
+            by = {k(r): r for r in sl["runs"]}
+            for m, a in cols:
+                cells = [f"{by[(m, a, *x)]['perplexity']:.1f}" if (m, a, *x) in by else "" for x in settings]
+                out.append(f"| {m} | {a} | " + " | ".join(cells) + " |")
+            out.append("")
+        if ml:
+            by = {k(r): r for r in ml["runs"] if "mean_cosine" in r}
+            na = sorted({r["method"] for r in ml["runs"] if "mean_cosine" not in r})
+            out += [f"all-MiniLM-L6-v2 ({ml['parameters'] / 1e6:.1f}M parameters): mean cosine to the dense "
+                    f"sentence embeddings / top-{ml['evaluation']['k']} neighbour overlap on "
+                    f"{ml['evaluation']['sentences']} held-out sentences."
+                    + (f" Not applicable to an encoder (no language-model loss): {', '.join(na)}." if na else ""), "",
+                    "| method | allocation | " + " | ".join(label(*x) for x in settings) + " |",
+                    "|---|---|" + "---|" * len(settings)]
+            for m, a in cols:
+                if m in na:
+                    continue
+                cells = [f"{by[(m, a, *x)]['mean_cosine']:.3f} / {by[(m, a, *x)]['topk_overlap']:.2f}"
+                         if (m, a, *x) in by else "" for x in settings]
+                out.append(f"| {m} | {a} | " + " | ".join(cells) + " |")
+            out.append("")
+    doc = _load("llm_reference.json")
+    if doc:
+        refs = ", ".join(f"{k}@{v[:7]}" for k, v in doc["references"].items())
+        st = doc["settings"]
+        out += ["### Against the reference implementations (`python benchmarks/llm_reference.py`)", "",
+                f"Same Shakespeare Llama, same {st['nsamples']} calibration rows of {st['seqlen']} tokens, same "
+                f"evaluation windows; the reference code ({refs}) is fetched and driven by the benchmark's own "
+                "glue. Ratios are secateurs / reference (lower is better for time and memory). " + _machine(doc), "",
+                "| method | pattern | perplexity secateurs / reference | mask agreement | time per block | "
+                "peak memory above model |", "|---|---|---|---|---|---|"]
+        for r in doc["runs"]:
+            out.append(f"| {r['method']} | {r['pattern']} | {r['secateurs']['perplexity']:.3f} / "
+                       f"{r['reference']['perplexity']:.3f} ({r['perplexity_rel_diff']:+.1e}) | "
+                       f"{r['mask_agreement']:.5f} | {r['time_per_block_ratio']:.2f}x | "
+                       f"{r['peak_above_model_ratio']:.2f}x |")
+        out.append("")
+    doc = _load("llm_scale.json")
+    if doc:
+        out += ["### LLM pruning memory at scale (`python benchmarks/llm_scale.py`)", "",
+                "Peak resident memory while pruning Llama-shaped models far larger than one block's working set. "
+                + doc.get("note", "") + " " + _machine(doc), "",
+                "| method | layers | parameters | model / block working set | peak RSS / model size | "
+                "growth during prune / model size |", "|---|---|---|---|---|---|"]
+        for r in doc["runs"]:
+            out.append(f"| {r['method']} | {r['layers']} | {r['parameters'] / 1e6:.0f}M | "
+                       f"{r['model_over_block_working_set']:.1f} | {r['peak_rss_over_model_size']:.2f} | "
+                       f"{r['peak_above_start_over_model_size']:.2f} |")
+        out.append("")
     return out
 
 
