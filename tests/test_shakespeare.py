@@ -114,7 +114,8 @@ def test_tiny_build_round_trips_through_plain_transformers(tiny_build):
     meta = json.loads((tiny_build / "secateurs_zoo.json").read_text())
     assert meta["config"]["steps"] == 2 and meta["seed"] == 0
     assert meta["parameters"] == sum(p.numel() for p in model.parameters())
-    assert 1 < meta["heldout_perplexity"] < 2 * 320 and meta["unigram_perplexity"] > 1
+    assert meta["heldout_perplexity"] > 1 and meta["unigram_perplexity"] > 1
+    assert meta["heldout_perplexity"] < 2 * 320  # two steps already beat twice the uniform guess
     assert meta["splits"]["heldout"] == list(SHAKESPEARE_SPLITS["heldout"])
 
 
