@@ -5,7 +5,8 @@ The sequential pipeline must hold, beyond the model itself, only the current blo
 ``nsamples × seqlen × hidden`` floats) and statistics (Wanda's per-column norms, SparseGPT's per-layer Hessians).
 A random-weight Llama (memory does not depend on the values; quality numbers use trained weights elsewhere) is
 built in a fresh subprocess per method; the process's peak RSS (VmHWM, reset with /proc/self/clear_refs just
-before pruning) is compared with the model's size and with the estimated working set of one block, at two depths
+before pruning, after a warm-up prune of a one-block model so that first-call costs are not counted) is compared
+with the model's size and with the estimated working set of one block, at two depths
 (6 and 24 blocks of the same width): the growth above the loaded model must not depend on the depth.
 
 Run: ``.venv/bin/python benchmarks/llm_scale.py`` (a few minutes on 2 CPU cores).
@@ -35,13 +36,19 @@ def worker(args) -> dict:
     from secateurs.llm import prune
     from secateurs.llm.blocks import find_blocks, find_linears, weight_2d
 
+    def build(layers: int, hidden: int, intermediate: int) -> torch.nn.Module:
+        torch.manual_seed(0)
+        cfg = T.LlamaConfig(vocab_size=4096, hidden_size=hidden, intermediate_size=intermediate,
+                            num_hidden_layers=layers, num_attention_heads=hidden // 64,
+                            num_key_value_heads=hidden // 64, max_position_embeddings=2048)
+        return T.LlamaForCausalLM(cfg).eval()
+
+    # warm-up on a one-block model: first-call costs (code pages, thread pools, lazy library state) are paid here,
+    # not counted as pruning memory
+    prune(build(1, 128, 256), torch.randint(0, 4096, (2, 16)), method=args.method, sparsity=0.5, progress=False)
     reset_peak()
     rss_libraries = vm_bytes("VmRSS")  # torch + transformers + secateurs, before the model exists
-    torch.manual_seed(0)
-    cfg = T.LlamaConfig(vocab_size=4096, hidden_size=args.hidden, intermediate_size=args.intermediate,
-                        num_hidden_layers=args.layers, num_attention_heads=args.hidden // 64,
-                        num_key_value_heads=args.hidden // 64, max_position_embeddings=2048)
-    model = T.LlamaForCausalLM(cfg).eval()
+    model = build(args.layers, args.hidden, args.intermediate)
     model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     blocks = find_blocks(model)[1]
     block_bytes = sum(p.numel() * p.element_size() for p in blocks[0].parameters())

@@ -51,12 +51,12 @@ def _one_thread(device: torch.device) -> Iterator[None]:
 
 
 def sparsegpt_prune(weight: torch.Tensor, hessian: torch.Tensor, target: Target, *, blocksize: int = 128,
-                    percdamp: float = 0.01, name: str = "layer") -> torch.Tensor:
+                    percdamp: float = 0.01, name: str = "layer", copy: bool = True) -> torch.Tensor:
     """Prune an (out, in) float32 weight with SparseGPT's OBS reconstruction (Frantar & Alistarh 2023, Alg. 1).
 
     ``hessian`` is ``(2/n) Σ x xᵀ`` (in, in); it is not modified (layers fed the same input share it).
-    Returns the new weight."""
-    W = weight.float().clone()
+    Returns the new weight; with ``copy=False`` a float32 ``weight`` is updated in place and returned."""
+    W = weight.float().clone() if copy or weight.dtype != torch.float32 else weight
     H = hessian.clone()
     rows, cols = W.shape
     dead = torch.diag(H) == 0
@@ -68,14 +68,15 @@ def sparsegpt_prune(weight: torch.Tensor, hessian: torch.Tensor, target: Target,
     H[idx, idx] += damp
     try:
         with _one_thread(H.device):  # torch's multi-threaded CPU cholesky_inverse is pathologically slow
-            L = torch.linalg.cholesky(H)
-            Hinv = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
+            H = torch.linalg.cholesky(H)  # rebinding frees each intermediate: at most two cols² at a time
+            H = torch.cholesky_inverse(H)
+            Hinv = torch.linalg.cholesky(H, upper=True)
     except RuntimeError as exc:  # torch.linalg.LinAlgError subclasses RuntimeError
         raise NonFiniteError(
             f"{name}: the dampened Hessian is not positive definite ({exc}); raise percdamp (now {percdamp}) "
             f"or use more calibration data"
         ) from exc
-    del H, L
+    del H
 
     with _one_thread(W.device):
         for i1 in range(0, cols, blocksize):
@@ -127,4 +128,4 @@ class SparseGPT(LLMMethod):
                     target: Target) -> torch.Tensor:
         """OBS-prune one layer on its Hessian (see :func:`sparsegpt_prune`)."""
         return sparsegpt_prune(weight, stats["hessian"].value, target, blocksize=self.blocksize,
-                               percdamp=self.percdamp, name=f"block {block} {name}")
+                               percdamp=self.percdamp, name=f"block {block} {name}", copy=False)
