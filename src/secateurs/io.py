@@ -19,7 +19,7 @@ from torch import nn
 
 from .core.masks import masked_targets, set_mask
 from .core.targets import Target
-from .errors import CheckpointError, InvalidArgumentError
+from .errors import CheckpointError
 
 MASK_SUFFIX = ".__mask__"
 _BITS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
@@ -135,9 +135,3 @@ def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
 
                 clear_mask(t)
     return model
-
-
-def check_path(path) -> Path:  # pragma: no cover - small helper for the CLI
-    if not isinstance(path, (str, os.PathLike)):
-        raise InvalidArgumentError(f"path must be a string or PathLike, got {path!r}")
-    return Path(path)

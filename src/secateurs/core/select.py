@@ -177,9 +177,3 @@ def count_pruned_split(chunks: Sequence[Chunk], th: Threshold) -> tuple[list[int
         counts.append(n_lt + take)
         local.append(Threshold(th.value, take, kn))
     return counts, local
-
-
-def lowest_k_keep(x: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
-    """Flat keep mask of one tensor that prunes exactly its ``k`` smallest entries."""
-    chunk = lambda: x.reshape(-1)  # noqa: E731
-    return keep_masks([chunk], kth_threshold([chunk], [x.numel()], k, seed))[0]

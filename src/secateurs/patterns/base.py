@@ -36,9 +36,5 @@ class Pattern:
     def select(self, scores2d: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{self.name} is selected by an allocation, not on its own")
 
-    def weights_kept(self, group_keep_count: int, shape2d: tuple[int, int]) -> int:
-        """Number of weights kept when ``group_keep_count`` groups are kept (approximate for ragged blocks)."""
-        return round(group_keep_count * self.group_size(shape2d))
-
     def __repr__(self) -> str:
         return self.name
