@@ -2,10 +2,8 @@
 import json
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
-import secateurs
 from secateurs.cli.app import app
 from secateurs.registry import names
 

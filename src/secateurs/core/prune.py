@@ -19,7 +19,7 @@ from ..errors import InvalidArgumentError, MissingDataError, NonFiniteError, Pat
 from ..patterns import Pattern, parse
 from .masks import clear_mask, get_mask, set_mask
 from .report import LayerReport, PruneReport
-from .select import Threshold, keep_masks, kth_threshold
+from .select import keep_masks, kth_threshold
 from .targets import Target, resolve_targets, select_names
 
 

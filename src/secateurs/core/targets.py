@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -12,9 +12,6 @@ from torch.nn.utils import parametrize
 from ..errors import InvalidArgumentError, NoTargetsError
 
 DEFAULT_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-Selector = "str | Iterable[str] | Callable[[str, nn.Module], bool] | None"
-
 
 @dataclass(frozen=True)
 class Target:

@@ -6,7 +6,6 @@ s_j = |dL/dc_j| at c = 1, which equals |g_j * w_j|, normalised by the sum over a
 """
 from __future__ import annotations
 
-import torch
 
 from ..registry import register
 from .base import Criterion, ScoreContext, ScoreFn, as_fns, batch_gradients, zero_if_none
