@@ -7,6 +7,7 @@ module is imported; :func:`_load` imports the packages that hold each kind so lo
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any, Callable
 
 from .errors import UnknownNameError
@@ -17,10 +18,11 @@ _PACKAGES = {
     "criterion": "secateurs.criteria",
     "allocation": "secateurs.allocations",
     "pattern": "secateurs.patterns",
+    "statistic": "secateurs.core.stats",
+    "scope": "secateurs.core.scope",
     "model": "secateurs.zoo",
     "dataset": "secateurs.zoo",
-    "llm_method": "secateurs.llm",
-    "llm_allocation": "secateurs.llm",
+    "solver": "secateurs.solvers",
 }
 
 
@@ -66,3 +68,29 @@ def describe(kind: str) -> dict[str, str]:
         doc = (obj.__doc__ or "").strip().splitlines()
         out[name] = doc[0] if doc else ""
     return out
+
+
+def build(kind: str, name: str, options: dict[str, Any] | None = None) -> Any:
+    """Instantiate the registered class ``kind``/``name`` with keyword ``options``, refusing unknown ones.
+
+    The one option validator of secateurs: every criterion, allocation and solver takes its options as keyword
+    arguments of ``__init__`` (which checks their values)."""
+    cls = get(kind, name)
+    options = dict(options or {})
+    unknown = [k for k in options if k not in accepted_options(cls)]
+    if unknown:
+        from .errors import InvalidArgumentError
+
+        raise InvalidArgumentError(
+            f"{kind} {name!r} does not take option(s) {', '.join(map(repr, unknown))}; "
+            f"it accepts: {', '.join(accepted_options(cls)) or 'none'}"
+        )
+    return cls(**options)
+
+
+def accepted_options(cls: Any) -> list[str]:
+    """Keyword options of a registered class (the parameters of its ``__init__``)."""
+    if not isinstance(cls, type) or cls.__init__ is object.__init__:
+        return []
+    params = inspect.signature(cls.__init__).parameters
+    return [p for p, v in params.items() if p != "self" and v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD)]

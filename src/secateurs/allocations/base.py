@@ -9,8 +9,11 @@ so the total target is still met exactly.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import torch
 
 from ..core.select import Chunk, Threshold
 from ..errors import UnreachableTargetError
@@ -23,17 +26,33 @@ class LayerInfo:
     name: str
     shape: tuple[int, ...]  # the weight's shape, for ER/ERK
     n_groups: int
-    scores: Chunk  # flat group scores (recomputed on call)
+    scores: Chunk  # flat group scores of the criterion (recomputed on call)
+    group: int = 0  # layers of one block share a group (OWL sets one ratio per block)
+    activation_scores: Callable[[], torch.Tensor] | None = None  # |W|·||X_j|| (Wanda), for allocations with stats
 
 
 class Allocation:
-    """Base class: ``counts`` splits ``budget`` pruned groups over ``layers`` (each at most its n_groups)."""
+    """Base class: ``counts`` splits ``budget`` pruned groups over ``layers`` (each at most its n_groups).
+
+    ``needs_scores``: ranks the criterion's scores across layers.  ``stats``: calibration statistics it needs
+    (given to it as ``LayerInfo.activation_scores``).  Options are ``__init__`` keyword arguments."""
 
     needs_scores = False
+    stats: tuple[str, ...] = ()
+
+    def options(self) -> dict[str, Any]:
+        return {}
+
+    def check(self, sparsity: float, n: int | None, m: int | None) -> None:
+        """Raise before anything is touched if the target cannot be reached (e.g. a whole layer would go)."""
 
     def counts(self, layers: Sequence[LayerInfo], budget: int, seed: int) -> tuple[list[int], list[Threshold | None]]:
         """Pruned groups per layer and, optionally, a per-layer threshold that selects exactly them."""
         raise NotImplementedError
+
+    def nm_keep(self, layers: Sequence[LayerInfo], n: int, m: int) -> list[int]:
+        """Kept N of every M per layer for an N:M pattern: N everywhere, unless the allocation mixes them."""
+        return [n] * len(layers)
 
 
 def split_exactly(shares: Sequence[float], caps: Sequence[int], total: int) -> list[int]:

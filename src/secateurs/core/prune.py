@@ -1,38 +1,58 @@
-"""One-shot (and criterion-driven iterative) weight pruning of any ``torch.nn.Module``.
+"""The one weight-pruning engine: criterion x scope x allocation x pattern x solver, on any ``torch.nn.Module``.
 
-criterion x allocation x pattern: the criterion scores weights, the pattern groups them, the allocation decides
-how many groups each layer loses, and masks are attached as parametrizations.  Everything that can be wrong is
-checked before any mask is attached; an iterative criterion that fails half-way is rolled back.
+Data flow (every step is a registry lookup, so a new criterion, scope, allocation or solver is one file)::
+
+    targets -> statistics -> scores -> allocation (how many per layer) -> scope (which compete) -> pattern
+            -> mask -> solver (update the kept weights) -> masks as parametrizations, or zeros baked in
+
+How statistics are gathered is an axis too: criteria that need only the weights or gradients see the whole
+model at once; activation statistics (Wanda's input norms, SparseGPT's Hessian) are collected in one forward pass
+over the data for a flat model, or block by block (``blocks=``: capture block 0's inputs, collect, prune, re-run
+the block to feed the next, :mod:`secateurs.core.sequential`) for any model whose layers sit in a list of blocks.
+Everything that can be wrong is checked before any weight is touched; a failure later rolls back.
 """
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
 from .. import registry
-from ..allocations.base import LayerInfo, allocate
-from ..criteria.base import ScoreContext
-from ..errors import InvalidArgumentError, MissingDataError, NonFiniteError, PatternError
-from ..patterns import Pattern, parse
+from ..allocations.base import Allocation, LayerInfo, allocate
+from ..criteria.base import Criterion, ScoreContext, eval_mode
+from ..criteria.wanda import layer_wanda_scores
+from ..errors import InvalidArgumentError, MissingDataError, ModelStructureError, NonFiniteError, PatternError
+from ..patterns import NM, Pattern, parse
+from ..solvers.base import Solver
+from .blocks import find_blocks
+from .feed import Feed
+from .finite import all_finite
 from .masks import clear_mask, get_mask, set_mask
+from .plan import LayerPlan
 from .report import LayerReport, PruneReport
-from .select import keep_masks, kth_threshold
+from .select import Threshold
+from .sequential import sequential
+from .stats import check_collectable, collect
 from .targets import Target, resolve_targets, select_names
 
 
-def _check_sparsity(sparsity, pat: Pattern) -> float:
+def check_sparsity(sparsity: Any, pat: Pattern) -> float:
+    """The target sparsity as a float in [0, 1); N:M patterns imply it (None or the same value accepted)."""
     if pat.fixed_density is not None:
         implied = 1 - pat.fixed_density
         if sparsity is None:
             return implied
         if isinstance(sparsity, (int, float)) and abs(float(sparsity) - implied) < 1e-9:
             return implied
-        raise PatternError(f"pattern {pat.name} implies sparsity {implied:g}; omit sparsity or pass {implied:g}")
+        raise PatternError(f"pattern {pat.name} implies sparsity {implied:g}, but sparsity={sparsity!r} was "
+                           f"given; omit sparsity or pass {implied:g}")
     if sparsity is None:
-        raise InvalidArgumentError("sparsity is required (a fraction in [0, 1), e.g. 0.9)")
+        raise InvalidArgumentError("sparsity is required (a fraction in [0, 1), e.g. 0.9); only N:M patterns "
+                                   "imply it")
     if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not math.isfinite(sparsity):
         raise InvalidArgumentError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
     if not 0 <= sparsity < 1:
@@ -40,64 +60,34 @@ def _check_sparsity(sparsity, pat: Pattern) -> float:
     return float(sparsity)
 
 
-def _input_shape(model: nn.Module, data) -> tuple[int, ...] | None:
-    shape = getattr(model, "input_shape", None)
-    if shape is not None:
-        return tuple(shape)
-    if data is not None:
-        for batch in data:
-            return tuple(batch[0].shape[1:])
-    return None
+def resolve_device(device: str | torch.device | None, default: torch.device) -> torch.device:
+    """``device`` as a torch.device (``default`` when None); a CUDA device with no GPU is refused."""
+    if device is None:
+        return default
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InvalidArgumentError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgumentError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu'")
+    return dev
 
 
-def _all_finite(x: torch.Tensor) -> bool:
-    if not (x.is_floating_point() or x.is_complex()):
-        return True
-    # A sum is finite only if every term is (NaN and Inf propagate), so one read-only reduction settles the
-    # common case; isfinite (several passes) runs only when the sum is not finite, e.g. it merely overflowed.
-    return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
+def _route_options(classes: dict[str, tuple[str, type]], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Give every option to each component (criterion, allocation, solver) whose ``__init__`` takes it."""
+    routed: dict[str, dict[str, Any]] = {part: {} for part in classes}
+    for key, value in options.items():
+        takers = [part for part, (_, cls) in classes.items() if key in registry.accepted_options(cls)]
+        if not takers:
+            accepted = {f"{part} {name!r}": registry.accepted_options(cls) for part, (name, cls) in classes.items()}
+            listing = "; ".join(f"{k}: {', '.join(v) or 'none'}" for k, v in accepted.items())
+            raise InvalidArgumentError(f"unknown option {key!r}. Options accepted — {listing}")
+        for part in takers:
+            routed[part][key] = value
+    return routed
 
 
-def _check_finite(what: str, targets: list[Target], fns: list[Callable[[], torch.Tensor]]) -> None:
-    for t, fn in zip(targets, fns):
-        if not _all_finite(fn()):
-            raise NonFiniteError(f"{what} of layer {t.name!r} contain NaN or Inf; nothing was pruned")
-
-
-class _CheckedScores:
-    """Score callables that check finiteness on their first call, so the check costs no extra computation of
-    the scores (magnitude and random recompute them on every call).
-
-    The outcome is the same as checking every layer before selection: a failure re-checks the layers in order
-    so the error names the first bad one, and :meth:`check_rest` (called after selection, before any mask is
-    attached, and before an error from selection propagates) checks the layers selection never scored.
-    """
-
-    def __init__(self, targets: list[Target], fns: list[Callable[[], torch.Tensor]]):
-        self.targets, self.fns = targets, fns
-        self.ok = [False] * len(fns)
-        self.wrapped = [self._wrap(i) for i in range(len(fns))]
-
-    def _wrap(self, i: int) -> Callable[[], torch.Tensor]:
-        def fn() -> torch.Tensor:
-            s = self.fns[i]()
-            if not self.ok[i]:
-                if not _all_finite(s):
-                    self.check_rest()  # raises for the first bad layer in order
-                    raise NonFiniteError(f"scores of layer {self.targets[i].name!r} contain NaN or Inf; nothing was pruned")
-                self.ok[i] = True
-            return s
-
-        return fn
-
-    def check_rest(self) -> None:
-        for i, t in enumerate(self.targets):
-            if not self.ok[i]:
-                _check_finite("scores", [t], [self.fns[i]])
-                self.ok[i] = True
-
-
-def _min_keep_groups(min_keep, pat: Pattern, targets: list[Target]) -> list[int]:
+def _min_keep_groups(min_keep: Any, pat: Pattern, targets: list[Target]) -> list[int]:
     if min_keep is None:
         return [0] * len(targets)
     if isinstance(min_keep, bool) or not isinstance(min_keep, int) or min_keep < 0:
@@ -105,44 +95,353 @@ def _min_keep_groups(min_keep, pat: Pattern, targets: list[Target]) -> list[int]
     return [math.ceil(min_keep / pat.group_size(t.shape2d)) for t in targets]
 
 
-def _select_round(targets, scores, old, pat, alloc, sparsity, min_keep_g, dense_idx, seed) -> list[torch.Tensor]:
-    """Keep masks (shaped like each weight) for one round at the given overall sparsity."""
-    if pat.fixed_density is not None:
-        out = []
-        for i, (t, fn) in enumerate(zip(targets, scores)):
-            if i in dense_idx or pat.fixed_density * t.numel < min_keep_g[i]:
-                out.append(torch.ones(t.shape, dtype=torch.bool, device=t.leaf.device))
-            else:
-                out.append(pat.select(fn().reshape(t.shape2d)).reshape(t.shape))
-        return out
+def _check_scores(t: Target, s: torch.Tensor) -> torch.Tensor:
+    if not all_finite(s):
+        raise NonFiniteError(f"scores of layer {t.name!r} contain NaN or Inf; nothing was pruned")
+    return s
 
-    def group_fn(i: int) -> Callable[[], torch.Tensor]:
-        t, fn, prev = targets[i], scores[i], old[i]
+
+class _Engine:
+    """One pruning call, validated; :meth:`run` does the work."""
+
+    def __init__(self, model: nn.Module, sparsity: Any, method: str, allocation: str | None, pattern: Any,
+                 data: Any, loss_fn: Callable | None, targets: Any, ignore: Any, min_keep: Any, seed: Any,
+                 dense: Any, scope: str | None, solver: str | None, blocks: Any, device: Any, progress: bool,
+                 bake: bool, options: dict[str, Any]):
+        self.model, self.progress, self.bake = model, progress, bake
+        self.pat = parse(pattern)
+        self.sparsity = check_sparsity(sparsity, self.pat)
+        crit_cls = registry.get("criterion", method)
+        self.method = method
+        if scope == "global":  # one ranking over every layer is the global allocation with per-layer selection
+            if allocation not in (None, "global"):
+                raise InvalidArgumentError(f"scope='global' ranks every layer together, which is allocation="
+                                           f"'global'; it cannot be combined with allocation={allocation!r}")
+            allocation, scope = "global", "layer"
+        fixed = self.pat.fixed_density is not None
+        self.alloc_name = allocation or ("uniform" if fixed else crit_cls.default_allocation)
+        alloc_cls = registry.get("allocation", self.alloc_name)
+        if fixed and not (self.alloc_name == "uniform" or alloc_cls.nm_keep is not Allocation.nm_keep):
+            raise PatternError(f"pattern {self.pat.name} fixes every layer's density, so allocation "
+                               f"{self.alloc_name!r} cannot apply; use 'uniform' or 'owl' (mixed N:M)")
+        self.solver_name = solver if solver is not None else crit_cls.solver
+        classes = {"criterion": (method, crit_cls), "allocation": (self.alloc_name, alloc_cls)}
+        if self.solver_name is not None:
+            classes["solver"] = (self.solver_name, registry.get("solver", self.solver_name))
+        routed = _route_options(classes, options)
+        self.crit: Criterion = registry.build("criterion", method, routed["criterion"])
+        self.alloc: Allocation = registry.build("allocation", self.alloc_name, routed["allocation"])
+        self.solver: Solver | None = (registry.build("solver", self.solver_name, routed["solver"])
+                                      if self.solver_name is not None else None)
+        self.scope_name = scope if scope is not None else self.crit.default_scope
+        if self.scope_name is None:  # the criterion leaves selection to its solver (SparseGPT)
+            if self.solver is None or not self.solver.selects:
+                raise InvalidArgumentError(f"criterion {method!r} selects through a solver; pass a scope "
+                                           f"('row' or 'layer') to use it with solver={solver!r}")
+            self.scope = None
+        else:
+            self.scope = registry.get("scope", self.scope_name)
+        if self.solver is not None:
+            self.solver.check(self.pat, selecting=self.scope is None)
+        self.alloc.check(self.sparsity, getattr(self.pat, "n", None) if fixed else None,
+                         getattr(self.pat, "m", None) if fixed else None)
+        self.seed = 0 if seed is None else int(seed)
+
+        self.ts = resolve_targets(model, targets, ignore)
+        for t in self.ts:
+            self.pat.validate(t.name, t.shape2d)
+        dense_names = select_names(self.ts, dense, "dense")
+        self.dense_idx = {i for i, t in enumerate(self.ts) if t.name in dense_names}
+        self.min_keep_g = _min_keep_groups(min_keep, self.pat, self.ts)
+
+        # what has to be gathered: gradients, and which statistics of the layers' inputs
+        self.kinds = list(dict.fromkeys(self.crit.stats + self.alloc.stats
+                                        + (self.solver.stats if self.solver else ())))
+        needs_data = self.crit.needs_data or bool(self.kinds)
+        if needs_data and data is None:
+            what = f"criterion {method!r}" if self.crit.needs_data or self.crit.stats else \
+                f"allocation {self.alloc_name!r}" if self.alloc.stats else f"solver {self.solver_name!r}"
+            raise MissingDataError(f"{what} needs data: pass data=<iterable of (inputs, targets) batches>")
+        self.feed = data if isinstance(data, Feed) or data is None else Feed.pairs(data, loss_fn)
+        for t in self.ts if self.kinds else ():
+            check_collectable(t)
+
+        self.blocks_path, self.block_list, self.block_of = None, None, [None] * len(self.ts)
+        if blocks is not None:
+            self.blocks_path, self.block_list = find_blocks(model, None if blocks is True else blocks)
+            where = {id(m): i for i, b in enumerate(self.block_list) for m in b.modules()}
+            self.block_of = [where.get(id(t.module)) for t in self.ts]
+            outside = [t.name for t, b in zip(self.ts, self.block_of) if b is None]
+            if outside and self.kinds:
+                raise ModelStructureError(
+                    f"targets outside the blocks {self.blocks_path!r} cannot get block-by-block statistics: "
+                    f"{outside[:5]}; leave them out with ignore=, or drop blocks= to collect in one pass")
+        self.sequential = blocks is not None and bool(self.kinds)
+        if self.sequential and self.crit.rounds > 1:
+            raise InvalidArgumentError(f"criterion {method!r} re-scores in {self.crit.rounds} rounds, which the "
+                                       f"block-by-block pipeline cannot do; drop blocks=")
+        home = self.ts[0].leaf.device
+        self.device = resolve_device(device, home)
+        for t in self.ts:
+            if not all_finite(t.leaf.detach()):
+                raise NonFiniteError(f"weights of layer {t.name!r} contain NaN or Inf; nothing was pruned")
+        shape = getattr(model, "input_shape", None)
+        self.input_shape = tuple(shape) if shape is not None else (
+            self.feed.first_input_shape() if self.feed is not None and self.crit.rounds > 1 else None)
+
+    # ------------------------------------------------------------------------------------------------ planning
+    def _group_chunk(self, i: int, fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+        """Flat group scores of target i; groups an earlier mask removed score -inf (pruned first, stay pruned)."""
+        t, pat, prev = self.ts[i], self.pat, get_mask(self.ts[i])
         if prev is None:  # stays lazy: magnitude on a huge model is recomputed rather than held
-            return lambda: pat.group_scores(fn().reshape(t.shape2d))
-        prev2d = prev.reshape(t.shape2d)
-        s = fn().reshape(t.shape2d)
+            return lambda: pat.group_scores(_check_scores(t, t.view2d(fn())))
+        s = t.view2d(_check_scores(t, fn()))
+        prev2d = t.view2d(prev)
         gs = pat.group_scores(s.masked_fill(~prev2d, 0))
         alive = pat.group_scores(prev2d.to(s.dtype)) > 0
-        gs = gs.masked_fill(~alive, -math.inf)  # already-pruned groups go first, and stay pruned
+        gs = gs.masked_fill(~alive, -math.inf)
         return lambda: gs
 
-    layers = [LayerInfo(t.name, tuple(t.shape), pat.n_groups(t.shape2d), group_fn(i)) for i, t in enumerate(targets)]
-    total = sum(l.n_groups for l in layers)
-    counts, hints = allocate(alloc, layers, round(sparsity * total), min_keep_g, dense_idx, seed)
-    out = []
-    for i, (t, l, k, h) in enumerate(zip(targets, layers, counts, hints)):
-        th = h if h is not None else kth_threshold([l.scores], [l.n_groups], k, seed + i)
-        keep = keep_masks([l.scores], th)[0]
-        out.append(pat.expand(keep, t.shape2d).reshape(t.shape))
-    return out
+    def _infos(self, chunks: list[Callable[[], torch.Tensor]], acts: list[Callable[[], torch.Tensor] | None]) \
+            -> list[LayerInfo]:
+        return [LayerInfo(t.name, tuple(t.shape), self.pat.n_groups(t.shape2d), chunks[i],
+                          i if self.block_of[i] is None else self.block_of[i], acts[i])
+                for i, t in enumerate(self.ts)]
+
+    def _plan(self, infos: list[LayerInfo], sparsity: float) -> tuple[list[LayerPlan], list[Threshold | None]]:
+        """Per-layer plans for one round at ``sparsity`` (the allocation, with dense layers and min_keep)."""
+        pat, fixed = self.pat, self.dense_idx | set(self.skipped)
+        if isinstance(pat, NM):
+            live = [i for i, l in enumerate(infos) if i not in fixed
+                    and pat.fixed_density * self.ts[i].numel >= self.min_keep_g[i]]
+            nkeep = dict(zip(live, self.alloc.nm_keep([infos[i] for i in live], pat.n, pat.m)))
+            plans = []
+            for i, l in enumerate(infos):
+                n = nkeep.get(i, pat.m)
+                plans.append(LayerPlan(l.n_groups * (pat.m - n) // pat.m, 1 - n / pat.m, n, pat.m))
+            return plans, [None] * len(infos)
+        total = sum(l.n_groups for i, l in enumerate(infos) if i not in self.skipped)  # dense layers count
+        counts, hints = allocate(self.alloc, infos, round(sparsity * total), self.min_keep_g, fixed, self.seed)
+        return [LayerPlan(c, c / l.n_groups if l.n_groups else 0.0) for c, l in zip(counts, infos)], hints
+
+    def _keep(self, i: int, chunk: Callable[[], torch.Tensor], plan: LayerPlan, hint: Threshold | None) \
+            -> torch.Tensor:
+        """The (out, in) keep mask of target i under its plan, the scope and the pattern."""
+        t, pat = self.ts[i], self.pat
+        dev = t.leaf.device
+        if plan.is_nm:
+            if plan.n >= plan.m:
+                return torch.ones(t.shape2d, dtype=torch.bool, device=dev)
+            return NM(plan.n, plan.m).select(t.view2d(_check_scores(t, chunk())))
+        if plan.count == 0:
+            return torch.ones(t.shape2d, dtype=torch.bool, device=dev)
+        g = self.scope(chunk, pat.grid(t.shape2d), plan.count, hint, self.seed + i)
+        return pat.expand(g, t.shape2d)
+
+    # --------------------------------------------------------------------------------------------------- apply
+    def _solve(self, i: int, keep2d: torch.Tensor | None, stats: dict, plan: LayerPlan) \
+            -> tuple[torch.Tensor | None, torch.Tensor]:
+        t = self.ts[i]
+        if self.solver is None:
+            return None, keep2d
+        w = t.view2d(t.leaf.detach()).float().clone()
+        if keep2d is None and plan.count == 0 and not plan.is_nm:
+            keep2d = torch.ones(t.shape2d, dtype=torch.bool, device=w.device)
+        w = w.to(stats[next(iter(stats))].value.device) if stats else w
+        new, keep = self.solver.solve(w, None if keep2d is None else keep2d.to(w.device), stats, plan, t.name)
+        return new, keep
+
+    def _write(self, i: int, keep2d: torch.Tensor, new2d: torch.Tensor | None) -> None:
+        """Apply target i's result: masks as parametrizations (zeroed at the end), or zeros baked in."""
+        t = self.ts[i]
+        keep = t.unview2d(keep2d.to(t.leaf.device))
+        prev = get_mask(t)
+        with torch.no_grad():
+            if new2d is not None:
+                t.leaf.copy_(t.unview2d(new2d.to(device=t.leaf.device, dtype=t.leaf.dtype)))
+            if self.bake and prev is None:
+                torch.where(keep, t.leaf, t.leaf.new_zeros(()), out=t.leaf)
+                return
+        set_mask(t, keep if prev is None else keep & prev, zero=False)
+
+    # ----------------------------------------------------------------------------------------------------- run
+    def run(self) -> PruneReport:
+        t0 = time.perf_counter()
+        ctx = ScoreContext(self.model, self.ts, self.feed, self.seed, self.input_shape,
+                           extra={"progress": self.progress})
+        before = [None if (m := get_mask(t)) is None else m.clone() for t in self.ts]
+        backup: dict[int, torch.Tensor] = {}
+        self.skipped: list[int] = []
+        self.plans: list[LayerPlan] = []
+        self.block_seconds: list[float] = []
+        try:
+            self.crit.prepare(ctx)
+            if self.sequential:
+                self._run_sequential(ctx, backup)
+            else:
+                self._run_one_pass(ctx, backup)
+        except BaseException:
+            with torch.no_grad():
+                for i, t in enumerate(self.ts):  # roll back: masks first, then any weight a solver changed
+                    clear_mask(t) if before[i] is None else set_mask(t, before[i], zero=False)
+                    if i in backup:
+                        t.leaf.copy_(backup[i].to(t.leaf.device))
+            raise
+        return self._report(time.perf_counter() - t0)
+
+    def _backup(self, i: int, backup: dict[int, torch.Tensor]) -> None:
+        if self.solver is not None or self.bake:
+            backup[i] = self.ts[i].leaf.detach().to("cpu", copy=True)
+
+    def _run_one_pass(self, ctx: ScoreContext, backup: dict[int, torch.Tensor]) -> None:
+        stats: list[dict] = [{} for _ in self.ts]
+        if self.kinds:
+            with collect(self.ts, self.kinds, self.device) as stats, eval_mode(self.model), torch.no_grad():
+                for batch in self.feed:
+                    self.feed.forward(self.model, batch, self.device)
+            self.skipped = [i for i, st in enumerate(stats) if not st]
+        ctx.stats = stats
+        acts = self._activation_fns(stats)
+        rounds = self.crit.rounds if self.pat.fixed_density is None else 1
+        keeps: list[torch.Tensor | None] = [None] * len(self.ts)
+        for r in range(1, rounds + 1):
+            round_sparsity = 1 - (1 - self.sparsity) ** (r / rounds)
+            fns = self._live(self.crit.scores(ctx))
+            infos = self._infos([self._group_chunk(i, fn) for i, fn in enumerate(fns)], acts)
+            self.plans, hints = self._plan(infos, round_sparsity)
+            if self.scope is None:
+                break
+            keeps = [self._keep(i, infos[i].scores, p, h) for i, (p, h) in enumerate(zip(self.plans, hints))]
+            if r < rounds:  # later rounds score the masked model
+                for i, k in enumerate(keeps):
+                    prev = get_mask(self.ts[i])
+                    set_mask(self.ts[i], self.ts[i].unview2d(k) if prev is None else
+                             self.ts[i].unview2d(k) & prev, zero=False)
+        # solver results for every layer first, then writes: a failure leaves every weight untouched
+        results = [self._solve(i, keeps[i], stats[i], self.plans[i]) if i not in self.skipped else (None, None)
+                   for i in range(len(self.ts))]
+        for i, (new, keep) in enumerate(results):
+            if i in self.skipped:
+                continue
+            self._backup(i, backup)
+            self._write(i, keep, new)
+        self._finish()
+
+    def _live(self, fns: list) -> list:
+        """Skipped layers (never called on the data) score +inf: they are planned dense."""
+        return [(lambda t=self.ts[i]: torch.full(t.shape, math.inf, device=t.leaf.device)) if i in self.skipped
+                else fn for i, fn in enumerate(fns)]
+
+    def _activation_fns(self, stats: list[dict]) -> list[Callable[[], torch.Tensor] | None]:
+        return [(lambda t=t, st=st: layer_wanda_scores(t, st)) if "scaler_row" in st else None
+                for t, st in zip(self.ts, stats)]
+
+    def _run_sequential(self, ctx: ScoreContext, backup: dict[int, torch.Tensor]) -> None:
+        per_block = [[i for i, b in enumerate(self.block_of) if b == k] for k in range(len(self.block_list))]
+        static = None if self.crit.stats else self.crit.scores(ctx)  # weights/gradients: known up front
+        # 1. plan: a dense statistics pass only when the allocation ranks stat-based scores or reads statistics
+        plan_kinds = list(dict.fromkeys((self.crit.stats if self.alloc.needs_scores else ()) + self.alloc.stats))
+        stored: list[Callable[[], torch.Tensor]] = [self._unplanned] * len(self.ts)
+        acts: list[Callable[[], torch.Tensor] | None] = [None] * len(self.ts)
+        if static is not None:
+            stored = list(static)
+        seen: set[int] = set()
+        if plan_kinds:
+            def record(k: int, block: nn.Module, stats: list[dict]) -> None:
+                idx = per_block[k]
+                for i, st in zip(idx, stats):
+                    if not st:
+                        continue
+                    seen.add(i)
+                    if "scaler_row" in st:  # input norms are tiny: keep them for lazy Wanda scores
+                        kept = {"scaler_row": st["scaler_row"]}
+                        acts[i] = lambda t=self.ts[i], s=kept: layer_wanda_scores(t, s)
+                    if self.alloc.needs_scores and self.crit.stats:
+                        sub = ScoreContext(self.model, [self.ts[i]], self.feed, self.seed, stats=[st])
+                        s = self.crit.scores(sub)[0]().float().cpu()  # held on the CPU, 4 bytes per weight
+                        stored[i] = lambda s=s: s
+
+            sequential(self.model, self.blocks_path, self.block_list, self.feed,
+                       targets=[[self.ts[i] for i in idx] for idx in per_block], kinds=plan_kinds,
+                       process=record, modifies=False, device=self.device, progress=self.progress,
+                       description=f"{self.alloc_name} allocation pass")
+            self.skipped = [i for i in range(len(self.ts)) if i not in seen]
+        infos = self._infos([self._group_chunk(i, fn) for i, fn in enumerate(self._live(stored))], acts)
+        self.plans, hints = self._plan(infos, self.sparsity)
+
+        # 2. prune block by block on live statistics
+        def process(k: int, block: nn.Module, stats: list[dict]) -> None:
+            for i, st in zip(per_block[k], stats):
+                if st:
+                    prune_layer(i, st)
+                elif i not in self.skipped:  # never called on the calibration data: left dense
+                    self.skipped.append(i)
+
+        def prune_layer(i: int, st: dict) -> None:
+            plan = self.plans[i]
+            keep = None
+            if self.scope is not None:
+                if static is not None:
+                    chunk = infos[i].scores
+                else:
+                    sub = ScoreContext(self.model, [self.ts[i]], self.feed, self.seed, stats=[st])
+                    chunk = self._group_chunk(i, self.crit.scores(sub)[0])
+                keep = self._keep(i, chunk, plan, hints[i] if static is not None else None)
+            new, keep = self._solve(i, keep, st, plan)
+            self._backup(i, backup)
+            self._write(i, keep, new)
+
+        kinds = list(dict.fromkeys(self.crit.stats + (self.solver.stats if self.solver else ())))
+        if kinds:
+            self.block_seconds = sequential(
+                self.model, self.blocks_path, self.block_list, self.feed,
+                targets=[[self.ts[i] for i in idx] for idx in per_block], kinds=kinds, process=process,
+                modifies=True, device=self.device, progress=self.progress, description=f"{self.method} pruning")
+        else:  # only the allocation needed statistics (e.g. OWL with magnitude): no second forward pass
+            with torch.no_grad():
+                for i in range(len(self.ts)):
+                    if i not in self.skipped:
+                        prune_layer(i, {})
+        self._finish()
+
+    @staticmethod
+    def _unplanned() -> torch.Tensor:
+        raise AssertionError("this allocation reads no scores")  # uniform/er/erk: never called
+
+    def _finish(self) -> None:
+        for t in self.ts:  # zero the pruned originals, so optimizers and weight decay keep them at zero
+            m = get_mask(t)
+            if m is not None:
+                set_mask(t, m)
+
+    def _report(self, seconds: float) -> PruneReport:
+        rep = PruneReport(self.method, self.alloc_name, self.pat.name, self.sparsity,
+                          scope=self.scope_name or f"{self.solver_name} (selects)", solver=self.solver_name,
+                          method_options=self.crit.options(), allocation_options=self.alloc.options(),
+                          solver_options=self.solver.options() if self.solver else {},
+                          blocks_path=self.blocks_path, block_seconds=self.block_seconds, seconds=seconds,
+                          device=str(self.device), skipped=[self.ts[i].key for i in sorted(self.skipped)])
+        per_block: dict[int, list[int]] = {}
+        for i, t in enumerate(self.ts):
+            if i in self.skipped:
+                continue
+            m = get_mask(t)
+            kept = int(torch.count_nonzero(m if m is not None else t.weight.detach()))
+            plan = self.plans[i]
+            rep.layers.append(LayerReport(t.name, t.numel, kept, t.shape2d, plan.sparsity,
+                                          f"{plan.n}:{plan.m}" if plan.is_nm else "unstructured", self.block_of[i]))
+            if self.block_of[i] is not None:
+                per_block.setdefault(self.block_of[i], []).append(i)
+        rep.block_targets = [sum(self.plans[i].sparsity * self.ts[i].numel for i in idx)
+                             / sum(self.ts[i].numel for i in idx) for _, idx in sorted(per_block.items())]
+        return rep
 
 
 def prune(
     model: nn.Module,
     sparsity: float | None = None,
     method: str = "magnitude",
-    allocation: str = "global",
+    allocation: str | None = None,
     pattern: str = "unstructured",
     data: Iterable | None = None,
     loss_fn: Callable | None = None,
@@ -151,66 +450,42 @@ def prune(
     min_keep: int | None = None,
     seed: int | None = None,
     dense=None,
+    *,
+    scope: str | None = None,
+    solver: str | None = None,
+    blocks: str | bool | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    bake: bool = False,
+    **options: Any,
 ) -> PruneReport:
-    """Prune the weights of ``model`` in place (as masks) and return a per-layer report.
+    """Prune the weights of ``model`` in place and return a per-layer report.
 
     Args:
         sparsity: fraction of the targeted weights that end up zero, in [0, 1); implied by N:M patterns.
         method: a registered criterion (``secateurs methods`` lists them): magnitude, random, snip, grasp,
-            synflow, taylor.
-        allocation: global | uniform | er | erk — how the budget is split over layers.
+            synflow, taylor (weights/gradients), wanda, gblm, sparsegpt (calibration statistics).
+        allocation: global | uniform | er | erk | owl — how the budget is split over layers (default: the
+            criterion's paper default: global for magnitude/SNIP/..., uniform for Wanda/GBLM/SparseGPT).
         pattern: "unstructured", "N:M" such as "2:4", or blocks "RxC" such as "4x4".
-        data, loss_fn: (inputs, targets) batches and a loss (default cross-entropy) for data-dependent criteria.
+        data, loss_fn: (inputs, targets) batches and a loss (default cross-entropy) for data-dependent criteria,
+            allocations and solvers.
         targets, ignore: module-name globs or ``callable(name, module)``; default: Linear/Conv weights.
         min_keep: at least this many weights stay in every layer (Gupta et al. 2022's layer-collapse floor).
         seed: for random scores and tie-breaking samples; the same seed gives the same masks.
         dense: module-name globs of targeted layers to keep dense (they still count in the total).
+        scope: the comparison group — "row" (each output row loses the same number, Wanda), "layer", or
+            "global" (= allocation "global"); default: the criterion's.
+        solver: "sparsegpt" updates the kept weights with the OBS step after the mask is chosen (default: the
+            criterion's own, i.e. SparseGPT for method "sparsegpt", else none).
+        blocks: gather statistics block by block over this ModuleList (attribute path, or True to find the
+            largest list of identical blocks); default: one forward pass over the whole model.
+        device: where each block runs in the block-by-block pipeline (default: where the weights are).
+        bake: write the zeros into the weights instead of attaching masks.
+        options: options of the criterion, allocation or solver (e.g. ``owl_lambda=0.08``, ``percdamp=0.01``),
+            each given to whichever takes it; unknown names are refused.
 
     Pruning a model that already has masks prunes further: old masks are kept and count towards the target.
     """
-    pat = parse(pattern)
-    sparsity = _check_sparsity(sparsity, pat)
-    crit = registry.get("criterion", method)()
-    alloc = registry.get("allocation", allocation)()
-    seed = 0 if seed is None else int(seed)
-    ts = resolve_targets(model, targets, ignore)
-    for t in ts:
-        pat.validate(t.name, t.shape2d)
-    dense_names = select_names(ts, dense, "dense")
-    dense_idx = {i for i, t in enumerate(ts) if t.name in dense_names}
-    min_keep_g = _min_keep_groups(min_keep, pat, ts)
-    if crit.needs_data and data is None:
-        raise MissingDataError(f"criterion {method!r} needs data: pass data=<iterable of (inputs, targets) batches>")
-    _check_finite("weights", ts, [lambda t=t: t.leaf.detach() for t in ts])
-    ctx = ScoreContext(model, ts, data, loss_fn, seed, _input_shape(model, data))
-    before = [None if (m := get_mask(t)) is None else m.clone() for t in ts]
-    rounds = crit.rounds if pat.fixed_density is None else 1
-    try:
-        for r in range(1, rounds + 1):
-            round_sparsity = 1 - (1 - sparsity) ** (r / rounds)
-            checked = _CheckedScores(ts, crit.scores(ctx))
-            old = [get_mask(t) for t in ts]
-            try:
-                keeps = _select_round(ts, checked.wrapped, old, pat, alloc, round_sparsity, min_keep_g, dense_idx, seed)
-            except NonFiniteError:
-                raise
-            except Exception:
-                checked.check_rest()  # non-finite scores take precedence, as if checked before selection
-                raise
-            checked.check_rest()
-            for t, keep, prev in zip(ts, keeps, old):
-                _attach(t, keep if prev is None else keep & prev)
-    except BaseException:
-        for t, prev in zip(ts, before):  # roll back masks; originals are only zeroed after success
-            clear_mask(t) if prev is None else _attach(t, prev)
-        raise
-    report = PruneReport(method, allocation, pat.name, sparsity)
-    for t in ts:
-        m = get_mask(t)
-        set_mask(t, m)  # zero the pruned originals, so optimizers and weight decay keep them at zero
-        report.layers.append(LayerReport(t.name, t.numel, int(torch.count_nonzero(m))))
-    return report
-
-
-def _attach(t: Target, keep: torch.Tensor) -> None:
-    set_mask(t, keep, zero=False)
+    return _Engine(model, sparsity, method, allocation, pattern, data, loss_fn, targets, ignore, min_keep, seed,
+                   dense, scope, solver, blocks, device, progress, bake, options).run()

@@ -177,3 +177,11 @@ def count_pruned_split(chunks: Sequence[Chunk], th: Threshold) -> tuple[list[int
         counts.append(n_lt + take)
         local.append(Threshold(th.value, take, kn))
     return counts, local
+
+
+def prune_lowest(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Prune mask (True = remove) of exactly the ``k`` lowest entries of ``scores`` (ties in flat order, i.e. the
+    first ``k`` of a stable ascending sort), shaped like ``scores``."""
+    chunk: Chunk = lambda: scores  # noqa: E731  (one object, so the threshold's bookkeeping is reused)
+    th = kth_threshold([chunk], [scores.numel()], k)
+    return keep_masks([chunk], th)[0].logical_not_().reshape(scores.shape)

@@ -11,7 +11,19 @@ from torch.nn.utils import parametrize
 
 from ..errors import InvalidArgumentError, NoTargetsError
 
-DEFAULT_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+try:  # Hugging Face GPT-2 style "Conv1D": a linear layer whose weight is stored transposed, (in, out)
+    from transformers.pytorch_utils import Conv1D as HFConv1D
+except ImportError:  # pragma: no cover - transformers is an optional dependency
+    HFConv1D = None  # type: ignore[assignment,misc]
+
+LINEAR_TYPES: tuple[type[nn.Module], ...] = (nn.Linear,) + ((HFConv1D,) if HFConv1D is not None else ())
+DEFAULT_TYPES: tuple[type[nn.Module], ...] = LINEAR_TYPES + (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def is_transposed(module: nn.Module) -> bool:
+    """True for GPT-2's ``Conv1D``, whose weight is stored as (in, out) instead of nn.Linear's (out, in)."""
+    return HFConv1D is not None and isinstance(module, HFConv1D)
+
 
 @dataclass(frozen=True)
 class Target:
@@ -42,9 +54,25 @@ class Target:
         return self.leaf.shape
 
     @property
+    def transposed(self) -> bool:
+        """The weight is stored (in, out) (GPT-2 ``Conv1D``); its 2-D view is the transpose."""
+        return self.param == "weight" and is_transposed(self.module)
+
+    @property
     def shape2d(self) -> tuple[int, int]:
+        """(outputs, inputs x kernel): the view every pattern, scope and statistic works on."""
         s = self.shape
+        if self.transposed:
+            return (s[1], s[0])
         return (s[0], s.numel() // s[0]) if len(s) > 1 else (1, s[0])
+
+    def view2d(self, x: torch.Tensor) -> torch.Tensor:
+        """A weight-shaped tensor as its (out, in) view (a view, not a copy)."""
+        return x.t() if self.transposed else x.reshape(self.shape2d)
+
+    def unview2d(self, x2d: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`view2d`: an (out, in) tensor back in the weight's own layout."""
+        return x2d.t() if self.transposed else x2d.reshape(self.shape)
 
     @property
     def numel(self) -> int:

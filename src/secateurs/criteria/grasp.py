@@ -26,12 +26,12 @@ class GraSP(Criterion):
 
     def scores(self, ctx: ScoreContext) -> list[ScoreFn]:
         stopped = None
-        for grads in batch_gradients(ctx, scale=TEMPERATURE):
+        for grads in batch_gradients(ctx, temperature=TEMPERATURE):
             grads = [g.detach() for g in zero_if_none(grads, ctx.targets)]
             stopped = grads if stopped is None else [a + g for a, g in zip(stopped, grads)]
         leaves = [t.leaf for t in ctx.targets]
         hg = [torch.zeros_like(l) for l in leaves]
-        for grads in batch_gradients(ctx, create_graph=True, scale=TEMPERATURE):
+        for grads in batch_gradients(ctx, create_graph=True, temperature=TEMPERATURE):
             z = sum((s * g).sum() for s, g in zip(stopped, grads) if g is not None)
             for acc, h in zip(hg, torch.autograd.grad(z, leaves, allow_unused=True)):
                 if h is not None:

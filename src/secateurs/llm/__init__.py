@@ -1,18 +1,17 @@
-"""Post-training pruning of Hugging Face language models (``secateurs.llm``).
+"""Post-training pruning of Hugging Face language models (``secateurs.llm``): the front door to the one engine.
 
 ``prune(model, calibration, method="wanda", sparsity=0.5, pattern="unstructured", allocation="uniform", ...)``
-prunes the linear layers of a transformer's repeated blocks with ``magnitude``, ``wanda`` (Sun et al. 2023),
-``sparsegpt`` (Frantar & Alistarh 2023) or ``gblm`` (Das et al. 2023), allocated ``uniform``-ly or by ``owl``
-(Yin et al. 2023), in the sequential block-by-block order of the references; ``save_pruned`` writes a
-``save_pretrained`` directory plus ``secateurs.json`` atomically; ``perplexity`` and ``embedding_fidelity``
-measure the result (:mod:`secateurs.llm.evaluate`).
+prunes the linear layers of a transformer's repeated blocks with any criterion of the engine — ``magnitude``,
+``wanda`` (Sun et al. 2023), ``sparsegpt`` (Frantar & Alistarh 2023), ``gblm`` (Das et al. 2023)... — allocated
+``uniform``-ly, by ``owl`` (Yin et al. 2023) or any other allocation, in the sequential block-by-block order of
+the references; ``save_pruned`` writes a ``save_pretrained`` directory plus ``secateurs.json`` atomically;
+``perplexity`` and ``embedding_fidelity`` measure the result (:mod:`secateurs.llm.evaluate`).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from . import gblm, magnitude, owl, sparsegpt, wanda  # noqa: F401  (register the methods and allocations)
-from .blocks import find_blocks, find_linears
+from ..core.blocks import find_blocks, find_linears
 from .output import check_output_dir, save_pruned
 from .prune import LayerReport, PruneReport, prune
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 import contextlib
 import random
 import re
-import sys
+
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from ..core.progress import progress_bar
 from ..errors import InvalidArgumentError
 from .text import TokenData, check_ids_fit, check_vocab, load_token_ids
 
@@ -56,30 +57,6 @@ def _evaluating(model: torch.nn.Module, device: str | torch.device | None) -> It
         model.train(was_training)
         if target != home:
             model.to(home)
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext(None)
-    from rich.console import Console
-    from rich.progress import Progress
-
-    class _Bar:
-        def __init__(self) -> None:
-            self.progress = Progress(console=Console(file=sys.stderr), transient=True)
-
-        def __enter__(self):
-            self.progress.__enter__()
-            self.task = self.progress.add_task(desc, total=total)
-            return self
-
-        def __exit__(self, *exc):
-            return self.progress.__exit__(*exc)
-
-        def advance(self, n: int) -> None:
-            self.progress.advance(self.task, n)
-
-    return _Bar()
 
 
 def _windows(n: int, seqlen: int, stride: int | None) -> list[tuple[int, int, int]]:
@@ -163,7 +140,7 @@ def perplexity(
 
     windows = _windows(n, seqlen, stride)
     nll_sum, count = torch.zeros((), dtype=torch.float64), 0
-    with _evaluating(model, device) as dev, _progress(len(windows), "perplexity", progress) as bar:
+    with _evaluating(model, device) as dev, progress_bar(progress, len(windows), "perplexity", transient=True) as advance:
         i = 0
         while i < len(windows):
             length = windows[i][1] - windows[i][0]
@@ -179,8 +156,7 @@ def perplexity(
             for row, (_, _, scored) in zip(nll, batch):
                 nll_sum += row[-scored:].double().sum().cpu()
                 count += scored
-            if bar is not None:
-                bar.advance(j - i)
+            advance(j - i)
             i = j
     return float(torch.exp(nll_sum / count))
 

@@ -25,6 +25,10 @@ class Pattern:
     def n_groups(self, shape2d: tuple[int, int]) -> int:
         return shape2d[0] * shape2d[1]
 
+    def grid(self, shape2d: tuple[int, int]) -> tuple[int, int]:
+        """(rows, cols) of the group grid; ``group_scores`` is its flattening (row scope ranks along cols)."""
+        return shape2d
+
     def group_scores(self, scores2d: torch.Tensor) -> torch.Tensor:
         """One score per group, flattened."""
         return scores2d.reshape(-1)

@@ -27,6 +27,9 @@ class Block(Pattern):
     def _grid(self, shape2d: tuple[int, int]) -> tuple[int, int]:
         return math.ceil(shape2d[0] / self.r), math.ceil(shape2d[1] / self.c)
 
+    def grid(self, shape2d: tuple[int, int]) -> tuple[int, int]:
+        return self._grid(shape2d)
+
     def n_groups(self, shape2d: tuple[int, int]) -> int:
         gr, gc = self._grid(shape2d)
         return gr * gc

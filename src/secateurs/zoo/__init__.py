@@ -1,9 +1,9 @@
 """Models and data sets that ship with no download, a small trainer, and a cache of trained models.
 
 Models (input ``(N, 1, 8, 8)``, output logits): ``lenet300`` and ``lenet5`` (LeCun et al. 1998), ``resnet20``
-(He et al. 2016), ``vgg11`` (Simonyan & Zisserman 2015).  Data set: ``digits`` (scikit-learn's bundled 8x8
-handwritten digits).  :func:`pretrained` trains a model once with its default recipe and caches the weights as
-safetensors.
+(He et al. 2016), ``vgg11`` (Simonyan & Zisserman 2015), ``vit`` (Dosovitskiy et al. 2021; its pre-norm
+transformer blocks are ``model.blocks``).  Data set: ``digits`` (scikit-learn's bundled 8x8 handwritten digits).
+:func:`pretrained` trains a model once with its default recipe and caches the weights as safetensors.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def list_datasets() -> list[str]:
 
 
 # imported for their @register side effects (and re-exported)
-from . import lenet, resnet, vgg  # noqa: E402,F401
+from . import lenet, resnet, vgg, vit  # noqa: E402,F401
 from .cache import cache_path, pretrained, recipe_for  # noqa: E402
 from .digits import ClassificationData, calibration_batches  # noqa: E402
 from .trainer import evaluate, fit  # noqa: E402

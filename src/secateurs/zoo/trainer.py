@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from ..core.progress import progress_bar
 from ..errors import InvalidArgumentError
 
 OPTIMIZERS = ("sgd", "adam")
@@ -23,22 +24,6 @@ def _device(model: nn.Module) -> torch.device:
     for t in model.parameters():
         return t.device
     return torch.device("cpu")
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool, total: int, description: str) -> Iterator:
-    """Yields ``advance(loss)``: a rich progress bar on stderr when ``enabled``, else a no-op."""
-    if not enabled:
-        yield lambda loss: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("loss {task.fields[loss]:.4f}"))
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=total, loss=float("nan"))
-        yield lambda loss: bar.update(task, advance=1, loss=loss)
 
 
 @contextlib.contextmanager
@@ -111,7 +96,8 @@ def fit(
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
         loss_fn = nn.CrossEntropyLoss()
         model.train()
-        with _progress(progress, total, f"training {getattr(model, 'zoo_name', type(model).__name__)}") as advance:
+        with progress_bar(progress, total, f"training {getattr(model, 'zoo_name', type(model).__name__)}", transient=True,
+                          loss=float("nan")) as advance:
             for _ in range(epochs):
                 total_loss, count = 0.0, 0
                 for x, y in train_loader:
@@ -123,7 +109,7 @@ def fit(
                     sched.step()
                     total_loss += loss.item() * len(y)
                     count += len(y)
-                    advance(loss.item())
+                    advance(loss=loss.item())
                 losses.append(total_loss / max(count, 1))
     return losses
 

@@ -1,5 +1,9 @@
 """SparseGPT: one-shot pruning with OBS weight reconstruction (Frantar & Alistarh 2023, "SparseGPT: Massive
-Language Models Can Be Accurately Pruned in One-Shot", Algorithm 1).
+Language Models Can Be Accurately Pruned in One-Shot", Algorithm 1), as a solver.
+
+With a given mask (``solver="sparsegpt"`` after any criterion) the kept weights are updated column by column
+with the optimal-brain-surgeon step of Algorithm 1 (``err = (w − q)/Hinv_ii``, q = w masked); with no mask
+(``method="sparsegpt"``) the solver also chooses the mask as it goes, exactly as the paper:
 
 Faithful to IST-DASLab/sparsegpt@147d215 sparsegpt.py ``SparseGPT.fasterprune`` (and Wanda's pinned copy):
 
@@ -29,9 +33,12 @@ from typing import Any
 
 import torch
 
+from ..core.plan import LayerPlan
+from ..core.select import prune_lowest
 from ..errors import InvalidArgumentError, NonFiniteError, PatternError
+from ..patterns import NM, Pattern, nm_keep_mask
 from ..registry import register
-from .pipeline import LLMMethod, Target, prune_lowest_in_group, prune_nm
+from .base import Solver
 
 
 @contextmanager
@@ -50,19 +57,13 @@ def _one_thread(device: torch.device) -> Iterator[None]:
         torch.set_num_threads(n)
 
 
-def sparsegpt_prune(weight: torch.Tensor, hessian: torch.Tensor, target: Target, *, blocksize: int = 128,
-                    percdamp: float = 0.01, name: str = "layer", copy: bool = True) -> torch.Tensor:
-    """Prune an (out, in) float32 weight with SparseGPT's OBS reconstruction (Frantar & Alistarh 2023, Alg. 1).
-
-    ``hessian`` is ``(2/n) Σ x xᵀ`` (in, in); it is not modified (layers fed the same input share it).
-    Returns the new weight; with ``copy=False`` a float32 ``weight`` is updated in place and returned."""
-    W = weight.float().clone() if copy or weight.dtype != torch.float32 else weight
+def hinv_factor(hessian: torch.Tensor, percdamp: float = 0.01, name: str = "layer") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(Hinv, dead)``: the upper Cholesky factor of the dampened ``H⁻¹`` and the input columns with ``H_ii = 0``
+    (SparseGPT: dead columns get ``H_ii = 1``; ``H += percdamp·mean(diag H)·I``).  ``hessian`` is not modified."""
     H = hessian.clone()
-    rows, cols = W.shape
+    cols = H.shape[0]
     dead = torch.diag(H) == 0
     H[dead, dead] = 1
-    W[:, dead] = 0
-
     damp = percdamp * torch.mean(torch.diag(H))
     idx = torch.arange(cols, device=H.device)
     H[idx, idx] += damp
@@ -76,7 +77,23 @@ def sparsegpt_prune(weight: torch.Tensor, hessian: torch.Tensor, target: Target,
             f"{name}: the dampened Hessian is not positive definite ({exc}); raise percdamp (now {percdamp}) "
             f"or use more calibration data"
         ) from exc
-    del H
+    return Hinv, dead
+
+
+def sparsegpt_prune(weight: torch.Tensor, hessian: torch.Tensor, plan: LayerPlan, keep: torch.Tensor | None = None,
+                    *, blocksize: int = 128, percdamp: float = 0.01, name: str = "layer",
+                    copy: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prune an (out, in) float32 weight with SparseGPT's OBS reconstruction (Frantar & Alistarh 2023, Alg. 1).
+
+    ``hessian`` is ``(2/n) Σ x xᵀ`` (in, in); it is not modified (layers fed the same input share it).  ``keep``:
+    the (out, in) mask to reach (then only the weights are updated); None: chosen per block as the paper, at
+    ``plan.sparsity`` or ``plan.n:plan.m``.  Returns the new weight and its keep mask; with ``copy=False`` a
+    float32 ``weight`` is updated in place."""
+    W = weight.float().clone() if copy or weight.dtype != torch.float32 else weight
+    cols = W.shape[1]
+    Hinv, dead = hinv_factor(hessian, percdamp, name)
+    W[:, dead] = 0
+    pruned = torch.zeros_like(W, dtype=torch.bool)
 
     with _one_thread(W.device):
         for i1 in range(0, cols, blocksize):
@@ -85,28 +102,33 @@ def sparsegpt_prune(weight: torch.Tensor, hessian: torch.Tensor, target: Target,
             Err1 = torch.zeros_like(W1)
             Hinv1 = Hinv[i1:i2, i1:i2]
             d = torch.diag(Hinv1)
-            if target.is_nm:
+            if keep is not None:
+                mask1 = ~keep[:, i1:i2]
+            elif plan.is_nm:
                 mask1 = torch.zeros_like(W1, dtype=torch.bool)
             else:  # one comparison group: the whole block, rows x columns
-                mask1 = prune_lowest_in_group(W1 ** 2 / d.reshape(1, -1) ** 2, target.sparsity)
+                score = W1 ** 2 / d.reshape(1, -1) ** 2
+                mask1 = prune_lowest(score, int(score.numel() * plan.sparsity))
             for i in range(i2 - i1):
-                if target.is_nm and i % target.m == 0:  # scored on the already-updated weights
-                    s = slice(i, i + target.m)
-                    mask1[:, s] = prune_nm(W1[:, s] ** 2 / d[s].reshape(1, -1) ** 2, target.n, target.m)
+                if keep is None and plan.is_nm and i % plan.m == 0:  # scored on the already-updated weights
+                    s = slice(i, i + plan.m)
+                    mask1[:, s] = ~nm_keep_mask(W1[:, s] ** 2 / d[s].reshape(1, -1) ** 2, plan.n, plan.m)
                 # err = (w - q) / Hinv_ii with q = w where kept, 0 where pruned; then W1[:, i:] -= err ⊗ Hinv[i, i:]
                 err = torch.mul(W1[:, i], mask1[:, i], out=Err1[:, i])
                 err.div_(d[i])
                 W1[:, i:].addr_(err, Hinv1[i, i:], alpha=-1)
             W[:, i1:i2] = W1.masked_fill_(mask1, 0)  # kept columns are w itself, pruned ones exactly 0
+            pruned[:, i1:i2] = mask1
             W[:, i2:].addmm_(Err1, Hinv[i1:i2, i2:], alpha=-1)
-    return W
+    return W, ~pruned
 
 
-@register("llm_method", "sparsegpt")
-class SparseGPT(LLMMethod):
-    """OBS reconstruction, mask per 128-column block, percdamp 0.01 (Frantar & Alistarh 2023, Alg. 1)."""
+@register("solver", "sparsegpt")
+class SparseGPT(Solver):
+    """OBS reconstruction column by column, lazy blocks of 128, percdamp 0.01 (Frantar & Alistarh 2023, Alg. 1)."""
 
     stats = ("hessian",)
+    selects = True
 
     def __init__(self, percdamp: float = 0.01, blocksize: int = 128):
         if not (isinstance(percdamp, (int, float)) and 0 < percdamp < 10):
@@ -116,16 +138,14 @@ class SparseGPT(LLMMethod):
         self.percdamp, self.blocksize = float(percdamp), blocksize
 
     def options(self) -> dict[str, Any]:
-        """The options, for the report and secateurs.json."""
         return {"percdamp": self.percdamp, "blocksize": self.blocksize}
 
-    def check_target(self, target: Target) -> None:
-        """N:M groups must not straddle two lazy-update blocks: M has to divide ``blocksize``."""
-        if target.is_nm and self.blocksize % target.m:
-            raise PatternError(f"sparsegpt needs M={target.m} to divide blocksize={self.blocksize}")
+    def check(self, pattern: Pattern, selecting: bool) -> None:
+        """When it selects N:M itself, groups must not straddle two lazy-update blocks: M must divide blocksize."""
+        if selecting and isinstance(pattern, NM) and self.blocksize % pattern.m:
+            raise PatternError(f"sparsegpt needs M={pattern.m} to divide blocksize={self.blocksize}")
 
-    def prune_layer(self, block: int, name: str, weight: torch.Tensor, stats: dict[str, Any],
-                    target: Target) -> torch.Tensor:
-        """OBS-prune one layer on its Hessian (see :func:`sparsegpt_prune`)."""
-        return sparsegpt_prune(weight, stats["hessian"].value, target, blocksize=self.blocksize,
-                               percdamp=self.percdamp, name=f"block {block} {name}", copy=False)
+    def solve(self, weight2d: torch.Tensor, keep2d: torch.Tensor | None, stats: dict[str, Any], plan: LayerPlan,
+              name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return sparsegpt_prune(weight2d, stats["hessian"].value, plan, keep2d, blocksize=self.blocksize,
+                               percdamp=self.percdamp, name=name, copy=False)

@@ -1,6 +1,6 @@
-"""Generic discovery of a transformer's repeated blocks and of the prunable linear layers inside them.
+"""Generic discovery of a model's repeated blocks and of the prunable linear layers inside them.
 
-Post-training LLM pruning (SparseGPT, Frantar & Alistarh 2023; Wanda, Sun et al. 2023) works block by block
+The sequential calibration pipeline (:mod:`secateurs.core.sequential`) walks these blocks.  Post-training LLM pruning (SparseGPT, Frantar & Alistarh 2023; Wanda, Sun et al. 2023) works block by block
 on the decoder (or encoder) layers of a model.  The reference implementations hard-code one path per family
 (``model.model.layers`` for Llama, ``model.model.decoder.layers`` for OPT); here the blocks are found
 generically as the largest ``nn.ModuleList`` of identical-class modules that hold linear layers, which covers
@@ -15,19 +15,11 @@ from torch import nn
 
 from ..errors import ModelStructureError
 
-try:  # GPT-2 style "Conv1D": a linear layer whose weight is stored transposed, (in, out)
-    from transformers.pytorch_utils import Conv1D
-except ImportError:  # pragma: no cover - transformers is an optional dependency
-    Conv1D = None  # type: ignore[assignment,misc]
+from .targets import DEFAULT_TYPES
+from .targets import LINEAR_TYPES as PRUNABLE
+from .targets import is_transposed
 
 __all__ = ["PRUNABLE", "find_blocks", "find_linears", "weight_2d", "set_weight_2d", "is_transposed"]
-
-PRUNABLE: tuple[type, ...] = (nn.Linear,) + ((Conv1D,) if Conv1D is not None else ())
-
-
-def is_transposed(layer: nn.Module) -> bool:
-    """True for GPT-2's ``Conv1D``, whose weight is stored as (in, out) instead of nn.Linear's (out, in)."""
-    return Conv1D is not None and isinstance(layer, Conv1D)
 
 
 def weight_2d(layer: nn.Module) -> torch.Tensor:
@@ -96,8 +88,8 @@ def find_blocks(model: nn.Module, path: str | None = None) -> tuple[str, nn.Modu
             raise ModelStructureError(
                 f"blocks={path!r} is a {type(mod).__name__}, not a non-empty nn.ModuleList of transformer blocks"
             )
-        if not any(find_linears(b) for b in mod):
-            raise ModelStructureError(f"blocks={path!r} holds no nn.Linear or Conv1D layer to prune")
+        if not any(isinstance(m, DEFAULT_TYPES) for b in mod for m in b.modules()):
+            raise ModelStructureError(f"blocks={path!r} holds no Linear/Conv layer to prune")
         return path, mod  # type: ignore[return-value]
     cands = _candidates(model)
     if not cands:

@@ -1,0 +1,164 @@
+"""Calibration statistics of each target layer's inputs, gathered by forward pre-hooks.
+
+A criterion, allocation or solver declares the statistics it needs by name (``stats = ("scaler_row",)``); the
+engine collects exactly those, once per layer, whichever way the model is walked (one pass over a flat model, or
+block by block, :mod:`secateurs.core.sequential`).  Each statistic sees the layer's input as a (tokens, columns)
+matrix whose columns match the (out, in) view of the weight: the last dimension for Linear (and GPT-2's Conv1D),
+the unfolded patches ``in_channels x kernel`` for Conv1d/Conv2d (as SparseGPT's reference does for convolutions).
+
+* ``scaler_row`` — running mean over samples of ``||X_j||²`` (Wanda, Sun et al. 2023; locuslab/wanda
+  lib/layerwrapper.py ``WrappedGPT.add_batch``): ``sqrt(scaler_row)`` is ``||X_j||₂/sqrt(nsamples)``.
+* ``hessian`` — running ``H = (2/n) Σ x xᵀ`` in float32 (SparseGPT, Frantar & Alistarh 2023,
+  sparsegpt.py ``add_batch``).
+
+A sample is a sequence for (batch, tokens, features) inputs and a row for (batch, features) inputs; statistics
+are kept in float32 whatever the model's dtype.
+"""
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ModelStructureError
+from ..registry import get, register
+from .targets import LINEAR_TYPES, Target
+
+__all__ = ["ScalerRow", "Hessian", "input_columns", "check_collectable", "collect"]
+
+
+class Statistic:
+    """A running statistic of one layer's input columns; ``add`` folds in the inputs of ``nseq`` samples."""
+
+    def __init__(self, cols: int, device: torch.device):
+        self.cols, self.nsamples = cols, 0
+
+    def add(self, x: torch.Tensor, nseq: int) -> None:
+        raise NotImplementedError
+
+
+@register("statistic", "scaler_row")
+class ScalerRow(Statistic):
+    """Running mean over samples of ``||X_j||²`` per input column j (Wanda's ``scaler_row``):
+    ``scaler *= n/(n+b); scaler += ||x_j||²/(n+b)`` for a batch of b samples."""
+
+    def __init__(self, cols: int, device: torch.device):
+        super().__init__(cols, device)
+        self.value = torch.zeros(cols, device=device, dtype=torch.float32)
+
+    def add(self, x: torch.Tensor, nseq: int) -> None:
+        x = x.float()
+        self.value *= self.nsamples / (self.nsamples + nseq)
+        self.nsamples += nseq
+        self.value += (x * x).sum(dim=0) / self.nsamples
+
+
+@register("statistic", "hessian")
+class Hessian(Statistic):
+    """Running ``H = (2/n) Σ x xᵀ`` in float32 (SparseGPT, Frantar & Alistarh 2023, ``add_batch``)."""
+
+    def __init__(self, cols: int, device: torch.device):
+        super().__init__(cols, device)
+        self.value = torch.zeros(cols, cols, device=device, dtype=torch.float32)
+
+    def add(self, x: torch.Tensor, nseq: int) -> None:
+        x = x.float()
+        self.value *= self.nsamples / (self.nsamples + nseq)
+        self.nsamples += nseq
+        x = math.sqrt(2 / self.nsamples) * x
+        self.value.addmm_(x.t(), x)
+
+
+def _conv_geometry(mod: nn.Module) -> tuple[tuple[int, ...], ...] | None:
+    """(kernel, dilation, padding, stride) as 2-D tuples for a zero-padded, ungrouped Conv1d/Conv2d; else None."""
+    if not isinstance(mod, (nn.Conv1d, nn.Conv2d)) or mod.groups != 1 or mod.padding_mode != "zeros":
+        return None
+    k, d, s = tuple(mod.kernel_size), tuple(mod.dilation), tuple(mod.stride)
+    p = mod.padding
+    if isinstance(p, str):
+        if p == "valid":
+            p = (0,) * len(k)
+        elif all(s_ == 1 and (d_ * (k_ - 1)) % 2 == 0 for s_, d_, k_ in zip(s, d, k)):  # symmetric "same"
+            p = tuple(d_ * (k_ - 1) // 2 for d_, k_ in zip(d, k))
+        else:
+            return None
+    p = tuple(p)
+    if isinstance(mod, nn.Conv1d):
+        return (1, *k), (1, *d), (0, *p), (1, *s)
+    return k, d, p, s
+
+
+def check_collectable(t: Target) -> None:
+    """Raise :class:`ModelStructureError` (before anything runs) if input statistics cannot be taken for ``t``."""
+    if t.param == "weight" and (isinstance(t.module, LINEAR_TYPES) or _conv_geometry(t.module) is not None):
+        return
+    raise ModelStructureError(
+        f"layer {t.name!r} ({type(t.module).__name__}): activation statistics are taken for Linear, GPT-2 Conv1D "
+        f"and ungrouped zero-padded Conv1d/Conv2d weights only; leave it out with ignore=[{t.name!r}] or use a "
+        f"weights/gradients criterion"
+    )
+
+
+def input_columns(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The layer input as a (tokens, columns) matrix matching the (out, in) weight view, and its sample count."""
+    geo = _conv_geometry(module)
+    if geo is not None:
+        k, d, p, s = geo
+        if isinstance(module, nn.Conv1d):
+            x = x.unsqueeze(-2)
+        cols = F.unfold(x, k, dilation=d, padding=p, stride=s)  # (B, C*kh*kw, L), columns ordered as W.reshape
+        return cols.transpose(1, 2).reshape(-1, cols.shape[1]), x.shape[0]
+    nseq = x.shape[0] if x.dim() >= 2 else 1
+    return x.reshape(-1, x.shape[-1]), nseq
+
+
+@contextmanager
+def collect(targets: Sequence[Target], kinds: Sequence[str], device: torch.device) -> Iterator[list[dict[str, Any]]]:
+    """Forward pre-hooks on every target that feed its inputs into the requested statistics.
+
+    Yields one dict per target (filled as the model runs), ``{kind: Statistic}``.  Targets called on the very
+    same input tensor (q/k/v, gate/up) share one set of statistics: they are identical by construction, and
+    computing a Hessian once instead of three times is most of SparseGPT's statistics cost.  The sharing is
+    decided on the first call and checked on every later one.
+    """
+    stats: list[dict[str, Any]] = [{} for _ in targets]
+    source: dict[int, int] = {}  # target -> the target whose statistics it shares
+    seen: dict[int, Any] = {}  # target -> weakref of its last input
+    last: list[Any] = [None, None]  # (index, weakref) of the previous hook call
+    started = [False] * len(targets)
+    handles = []
+    for i, t in enumerate(targets):
+
+        def hook(mod: nn.Module, args: tuple, kwargs: dict, _i: int = i) -> None:
+            x = args[0] if args else kwargs["input"]
+            prev, prev_ref = last
+            last[0], last[1] = _i, weakref.ref(x)
+            seen[_i] = last[1]
+            if not started[_i]:
+                started[_i] = True
+                if prev_ref is not None and prev_ref() is x and started[prev] and prev != _i:
+                    source[_i] = source.get(prev, prev)
+                    stats[_i] = stats[source[_i]]
+                    return
+                stats[_i].update({k: get("statistic", k)(targets[_i].shape2d[1], device) for k in kinds})
+            elif _i in source:
+                if seen[source[_i]]() is not x:
+                    raise ModelStructureError(f"{targets[_i].name} and {targets[source[_i]].name} shared an input "
+                                              f"on the first calibration batch but not later; use batch_size=1")
+                return
+            rows, nseq = input_columns(mod, x.detach())
+            for statistic in stats[_i].values():
+                statistic.add(rows, nseq)
+
+        handles.append(t.module.register_forward_pre_hook(hook, with_kwargs=True))
+    try:
+        yield stats
+    finally:
+        for h in handles:
+            h.remove()
