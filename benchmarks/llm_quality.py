@@ -31,7 +31,7 @@ from _machine import machine_info  # noqa: E402
 from llm_common import shakespeare_setup  # noqa: E402
 
 from secateurs.llm import embedding_fidelity, perplexity, prune  # noqa: E402
-from secateurs.llm.blocks import find_blocks  # noqa: E402
+from secateurs.core.blocks import find_blocks  # noqa: E402
 from secateurs.llm.gblm import gradient_norms  # noqa: E402
 from secateurs.llm.output import library_versions  # noqa: E402
 

@@ -133,7 +133,7 @@ def worker(args) -> None:
     from safetensors.torch import save_file
 
     from secateurs.llm import perplexity, prune
-    from secateurs.llm.blocks import find_blocks, find_linears
+    from secateurs.core.blocks import find_blocks, find_linears
 
     path, model, tok, rows, eval_ids = _data(args)
     doc = {"impl": args.impl, "method": args.method, "pattern": args.pattern, "threads": torch.get_num_threads()}

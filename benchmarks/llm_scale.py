@@ -34,7 +34,7 @@ def worker(args) -> dict:
     import transformers as T
 
     from secateurs.llm import prune
-    from secateurs.llm.blocks import find_blocks, find_linears, weight_2d
+    from secateurs.core.blocks import find_blocks, find_linears, weight_2d
 
     def build(layers: int, hidden: int, intermediate: int) -> torch.nn.Module:
         torch.manual_seed(0)

@@ -22,9 +22,11 @@ def test_methods_json(runner):
     res = runner.invoke(app, ["methods", "--json"])
     assert res.exit_code == 0
     doc = json.loads(res.stdout)
-    assert set(doc) == {"criteria", "allocations", "patterns"}
-    assert set(doc["criteria"]) == {"magnitude", "random", "snip", "grasp", "synflow", "taylor"}
-    assert set(doc["allocations"]) >= {"global", "uniform", "er", "erk"}
+    assert set(doc) == {"criteria", "scopes", "allocations", "patterns", "solvers"}
+    assert set(doc["criteria"]) == {"magnitude", "random", "snip", "grasp", "synflow", "taylor", "wanda", "gblm",
+                                    "sparsegpt"}
+    assert set(doc["allocations"]) == {"global", "uniform", "er", "erk", "owl"}
+    assert set(doc["scopes"]) == {"row", "layer"} and set(doc["solvers"]) == {"sparsegpt"}
     assert doc["criteria"] == names("criterion")
 
 
@@ -57,7 +59,7 @@ def test_prune_table_output(runner):
 @pytest.mark.parametrize("args,needle", [
     (["--method", "magnitud"], "Did you mean 'magnitude'"),
     (["--allocation", "ekr"], "unknown allocation"),
-    (["--sparsity", "1.5"], "sparsity must be in [0, 1)"),
+    (["--sparsity", "1.5"], "sparsity must be a number in [0, 1)"),
     (["--model", "lenet30"], "Did you mean 'lenet300'"),
 ])
 def test_errors_exit_2(runner, args, needle):

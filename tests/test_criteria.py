@@ -2,6 +2,7 @@
 import torch
 from torch import nn
 
+from secateurs.core.feed import Feed
 from secateurs.core.targets import resolve_targets
 from secateurs.criteria import ScoreContext
 from secateurs.registry import get
@@ -9,7 +10,7 @@ from conftest import mlp
 
 
 def scores(method, model, data=None, input_shape=None):
-    ctx = ScoreContext(model, resolve_targets(model), data, None, 0, input_shape)
+    ctx = ScoreContext(model, resolve_targets(model), None if data is None else Feed.pairs(data), 0, input_shape)
     return [fn() for fn in get("criterion", method)().scores(ctx)]
 
 

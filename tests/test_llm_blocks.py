@@ -10,8 +10,9 @@ import transformers as T
 from torch import nn
 
 from secateurs.errors import ModelStructureError
-from secateurs.llm.blocks import find_blocks, find_linears, is_transposed, set_weight_2d, weight_2d
-from secateurs.llm.pipeline import capture_inputs, run_block
+from secateurs.core.blocks import find_blocks, find_linears, is_transposed, set_weight_2d, weight_2d
+from secateurs.core.feed import Feed
+from secateurs.core.sequential import capture_inputs, run_block
 
 VOCAB = 96
 FAMILIES = ["llama", "opt", "gpt2", "bert"]
@@ -101,7 +102,7 @@ def test_captured_inputs_reproduce_the_model(family):
     ids = rows(4, 12)
     with torch.no_grad():
         ref = model(input_ids=ids, output_hidden_states=True).hidden_states
-        inputs = capture_inputs(model, path, blocks, ids, 2, torch.device("cpu"), torch.float32)
+        inputs = capture_inputs(model, path, blocks, Feed.token_rows(ids, 2), torch.device("cpu"), torch.float32)
         assert len(inputs.hidden) == 2
         torch.testing.assert_close(torch.cat(inputs.hidden), ref[0])
         for i, block in enumerate(blocks[:-1]):

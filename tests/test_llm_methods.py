@@ -9,13 +9,45 @@ import pytest
 import torch
 from test_llm_blocks import make_model, rows
 
+from secateurs.allocations.owl import outlier_ratio, owl_nm, owl_sparsities
+from secateurs.core.blocks import find_blocks, find_linears, weight_2d
+from secateurs.core.feed import Feed
+from secateurs.core.plan import LayerPlan
+from secateurs.core.scope import row_scope
+from secateurs.core.select import prune_lowest
+from secateurs.core.stats import Hessian, ScalerRow, collect
+from secateurs.core.targets import Target as Weight
+from secateurs.criteria.gblm import gradient_norms
+from secateurs.criteria.wanda import wanda_scores
 from secateurs.llm import prune
-from secateurs.llm.blocks import find_blocks, find_linears, weight_2d
-from secateurs.llm.gblm import gradient_norms
-from secateurs.llm.owl import outlier_ratio, owl_nm, owl_sparsities
-from secateurs.llm.pipeline import Hessian, ScalerRow, Target, prune_lowest_in_group, prune_lowest_per_row
-from secateurs.llm.sparsegpt import sparsegpt_prune
-from secateurs.llm.wanda import Wanda
+from secateurs.solvers.sparsegpt import sparsegpt_prune as _sparsegpt
+
+
+def Target(sparsity, n=None, m=None):  # noqa: N802  (a layer's plan, as the allocation makes it)
+    return LayerPlan(0, sparsity, n, m)
+
+
+def sparsegpt_prune(w, h, target, blocksize):
+    return _sparsegpt(w, h, target, blocksize=blocksize)[0]
+
+
+def prune_lowest_in_group(score, sparsity):
+    return prune_lowest(score, int(score.numel() * sparsity))
+
+
+def prune_lowest_per_row(score, sparsity):
+    rows_, cols = score.shape
+    return ~row_scope(lambda: score.reshape(-1), (rows_, cols), int(cols * sparsity) * rows_).reshape(rows_, cols)
+
+
+def block_weights(model):
+    """The block linears of an LLM as engine targets, and their (block, name) keys."""
+    path, blocks = find_blocks(model)
+    out = {}
+    for i, blk in enumerate(blocks):
+        for name, layer in find_linears(blk).items():
+            out[(i, name)] = Weight(f"{path}.{i}.{name}", layer)
+    return out
 
 
 def _block_inputs(model, block_index: int, ids) -> dict[str, torch.Tensor]:
@@ -62,10 +94,10 @@ def test_wanda_mask_on_a_single_layer_equals_direct_score():
     w, x = torch.randn(24, 40), torch.randn(3, 50, 40) * torch.rand(40) * 4
     stats = ScalerRow(40, torch.device("cpu"))
     stats.add(x, nseq=3)
-    out = Wanda().prune_layer(0, "l", w.clone(), {"scaler_row": stats}, Target(0.6))
+    pruned = prune_lowest_per_row(wanda_scores(w, stats.value), 0.6)
     expected = _direct_row_mask(w.abs() * x.reshape(-1, 40).norm(dim=0), 0.6)
-    assert torch.equal(out == 0, expected)
-    assert (out == 0).sum(1).tolist() == [int(40 * 0.6)] * 24
+    assert torch.equal(pruned, expected)
+    assert pruned.sum(1).tolist() == [int(40 * 0.6)] * 24
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2"])
@@ -94,10 +126,11 @@ def test_gblm_masks_equal_direct_gradient_score():
                 grads.setdefault(i, {}).setdefault(name, torch.zeros_like(g))
                 grads[i][name] += g
     grads = {i: {n: g.sqrt() for n, g in d.items()} for i, d in grads.items()}
-    ours = gradient_norms(dense, find_blocks(dense)[1], ids)
+    weights = block_weights(dense)
+    ours = gradient_norms(dense, list(weights.values()), Feed.token_rows(ids))
     for i in grads:
         for n in grads[i]:
-            torch.testing.assert_close(ours[i][n], grads[i][n], rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(ours[weights[(i, n)].key], grads[i][n], rtol=1e-4, atol=1e-6)
     pruned = copy.deepcopy(dense)
     prune(pruned, ids, method="gblm", sparsity=0.5, progress=False)
     expected = _expected_masks(dense, pruned, ids, extra=grads)
@@ -113,8 +146,8 @@ def test_magnitude_uses_one_threshold_per_layer():
     for (i, name), layer in [((0, n), l) for n, l in find_linears(find_blocks(dense)[1][0]).items()]:
         w = weight_2d(layer)
         got = weight_2d(find_linears(find_blocks(model)[1][i])[name]) == 0
-        assert torch.equal(got, prune_lowest_in_group(w.abs(), 0.7))
-        assert int(got.sum()) == int(w.numel() * 0.7)
+        assert abs(int(got.sum()) - w.numel() * 0.7) < 1  # rounded so that the model's total is exact
+        assert torch.equal(got, prune_lowest(w.abs(), int(got.sum())))
 
 
 # ----------------------------------------------------------------------------------------------- SparseGPT
@@ -232,22 +265,21 @@ def test_owl_in_a_model_reports_block_targets():
     report = prune(model, rows(8, 16), method="wanda", sparsity=0.6, allocation="owl", owl_lambda=0.05,
                    owl_m=2, progress=False)
     t = report.block_targets
-    assert sum(t) / len(t) == pytest.approx(0.6) and max(t) - min(t) == pytest.approx(0.1)
+    assert sum(t) / len(t) == pytest.approx(0.6, abs=1e-4) and max(t) - min(t) == pytest.approx(0.1, abs=1e-3)
     assert len(report.allocation_options["outlier_ratios"]) == 4
-    for layer in report.layers:
-        assert layer.target == t[layer.block]
+    for layer in report.layers:  # each layer at its block's ratio, rounded so that the total is exact
+        assert layer.target == pytest.approx(t[layer.block], abs=1 / layer.numel)
 
 
 def test_layers_fed_the_same_input_share_one_hessian():
-    from secateurs.llm.pipeline import _collect
-
     model = make_model("llama")
-    block = find_blocks(model)[1][0]
     ids = rows(4, 16)
     xs = _block_inputs(model, 0, ids)
-    with _collect(block, ("hessian", "scaler_row"), torch.device("cpu")) as stats, torch.no_grad():
+    weights = {n: w for (i, n), w in block_weights(model).items() if i == 0}
+    with collect(list(weights.values()), ("hessian", "scaler_row"), torch.device("cpu")) as got, torch.no_grad():
         for half in (ids[:2], ids[2:]):
             model(input_ids=half)
+    stats = dict(zip(weights, got))
     assert stats["self_attn.q_proj"] is stats["self_attn.k_proj"] is stats["self_attn.v_proj"]
     assert stats["mlp.gate_proj"] is stats["mlp.up_proj"] and stats["mlp.down_proj"] is not stats["mlp.up_proj"]
     for name in ("self_attn.v_proj", "self_attn.o_proj", "mlp.down_proj"):
@@ -262,12 +294,12 @@ def test_reused_gradients_and_outlier_ratios_give_the_same_model():
     ids = rows(4, 16)
     a, b = make_model("llama"), make_model("llama")
     ra = prune(a, ids, method="gblm", sparsity=0.6, allocation="owl", progress=False)
-    grads = gradient_norms(b, find_blocks(b)[1], ids)
+    grads = gradient_norms(b, list(block_weights(b).values()), Feed.token_rows(ids))
     rb = prune(b, ids, method="gblm", sparsity=0.6, allocation="owl", gradients=grads,
                owl_ratios=ra.allocation_options["outlier_ratios"], progress=False)
     assert rb.method_options["gradients"] == "given" and rb.block_targets == ra.block_targets
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
-    with pytest.raises(InvalidArgumentError, match="owl_ratios has 1 values for 2 blocks"):
+    with pytest.raises(InvalidArgumentError, match="owl_ratios has 1 values for 2 groups"):
         prune(make_model("llama"), None, method="magnitude", allocation="owl", owl_ratios=[1.0], progress=False)
     with pytest.raises(InvalidArgumentError, match="do not match"):
         prune(make_model("llama", hidden=64), ids, method="gblm", gradients=grads, progress=False)

@@ -10,7 +10,7 @@ from test_llm_blocks import VOCAB, make_model, rows
 
 from secateurs.errors import OutputExistsError
 from secateurs.llm import prune, save_pruned
-from secateurs.llm.blocks import find_blocks, find_linears, weight_2d
+from secateurs.core.blocks import find_blocks, find_linears, weight_2d
 
 
 def make_tokenizer() -> T.PreTrainedTokenizerFast:

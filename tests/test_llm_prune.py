@@ -11,7 +11,7 @@ from test_llm_blocks import VOCAB, make_model, rows
 from secateurs.errors import (InvalidArgumentError, ModelStructureError, NonFiniteError, PatternError,
                               UnknownNameError)
 from secateurs.llm import prune
-from secateurs.llm.blocks import find_blocks, find_linears, weight_2d
+from secateurs.core.blocks import find_blocks, find_linears, weight_2d
 from secateurs.llm.calibration import draw_windows
 
 METHODS = ["magnitude", "wanda", "sparsegpt", "gblm"]
@@ -97,7 +97,7 @@ BAD = [
     (dict(sparsity=None), InvalidArgumentError, "None is only for N:M"),
     (dict(pattern="2:4", sparsity=0.7), InvalidArgumentError, "implies sparsity 0.5"),
     (dict(pattern="2:3", sparsity=None), PatternError, "not divisible by M=3"),
-    (dict(pattern="4x4"), PatternError, "unstructured' and N:M"),
+    (dict(pattern="2:4", allocation="erk"), PatternError, "allocation 'erk' cannot apply"),
     (dict(pattern="1:1"), PatternError, "0 < N < M"),
     (dict(method="wandaa"), UnknownNameError, "Did you mean 'wanda'"),
     (dict(allocation="owll"), UnknownNameError, "Did you mean 'owl'"),

@@ -30,7 +30,7 @@ class Experiment:
     model: str = "lenet300"
     dataset: str = "digits"
     method: str = "magnitude"
-    allocation: str = "global"
+    allocation: str | None = None  # None: the criterion's paper default
     pattern: str = "unstructured"
     sparsity: float | None = 0.9
     min_keep: int | None = None
@@ -39,6 +39,8 @@ class Experiment:
     finetune_lr: float = 0.01
     ignore: list[str] | None = None
     dense: list[str] | None = None
+    scope: str | None = None
+    solver: str | None = None
 
 
 @dataclass
@@ -82,7 +84,7 @@ def run(exp: Experiment, model: nn.Module | None = None, progress: bool = False)
     report = prune(
         model, exp.sparsity, method=exp.method, allocation=exp.allocation, pattern=exp.pattern,
         data=calibration_batches(data, n_per_class=10, seed=exp.seed, batch_size=CALIBRATION_BATCH), targets=None, ignore=exp.ignore,
-        min_keep=exp.min_keep, seed=exp.seed, dense=exp.dense,
+        min_keep=exp.min_keep, seed=exp.seed, dense=exp.dense, scope=exp.scope, solver=exp.solver,
     )
     seconds = time.perf_counter() - start
     pruned = evaluate(model, test_loader)

@@ -38,10 +38,12 @@ def _readable(path: Optional[Path], what: str) -> None:
 @handle_errors
 def prune_cmd(
     model: Path = typer.Option(..., "--model", help="local save_pretrained directory (nothing is downloaded)"),
-    method: str = typer.Option("wanda", help="magnitude | wanda | sparsegpt | gblm"),
+    method: str = typer.Option("wanda", help="criterion: wanda | sparsegpt | gblm | magnitude | ... (secateurs methods)"),
     sparsity: Optional[float] = typer.Option(None, help="fraction of block weights removed (0.5; implied by N:M)"),
     pattern: str = typer.Option("unstructured", help='"unstructured" or N:M such as "2:4", "4:8"'),
-    allocation: str = typer.Option("uniform", help="uniform | owl"),
+    allocation: str = typer.Option("uniform", help="uniform | owl | global | erk | ..."),
+    scope: Optional[str] = typer.Option(None, help="row | layer | global (default: the method's)"),
+    solver: Optional[str] = typer.Option(None, help="sparsegpt: OBS update of the kept weights (default: the method's)"),
     calibration: Optional[Path] = typer.Option(None, help="text file to draw calibration windows from"),
     nsamples: int = typer.Option(128, help="calibration windows"),
     seqlen: Optional[int] = typer.Option(None, help="tokens per calibration window (default: model positions)"),
@@ -77,7 +79,8 @@ def prune_cmd(
         ppl["dense"] = perplexity(lm, eval_text, tokenizer=tokenizer, seqlen=eval_seqlen or seqlen)
     report = prune(lm, calibration, method=method, sparsity=sparsity, pattern=pattern, allocation=allocation,
                    nsamples=nsamples, seqlen=seqlen, device=device, seed=seed, tokenizer=tokenizer,
-                   progress=not as_json, blocks=blocks, batch_size=batch_size, **options)
+                   progress=not as_json, blocks=blocks, batch_size=batch_size, scope=scope, solver=solver,
+                   **options)
     if eval_text is not None:
         ppl["pruned"] = perplexity(lm, eval_text, tokenizer=tokenizer, seqlen=eval_seqlen or seqlen)
     saved = save_pruned(lm, tokenizer, out_dir, report, perplexities=ppl or None, overwrite=overwrite)

@@ -24,7 +24,9 @@ def prune_cmd(
     model: str = typer.Option("lenet300", help="zoo model name, or the path of a model saved by secateurs"),
     dataset: str = typer.Option("digits", help="data set to evaluate (and fine-tune) on"),
     method: str = typer.Option("magnitude", help="criterion (see `secateurs methods`)"),
-    allocation: str = typer.Option("global", help="global | uniform | er | erk"),
+    allocation: Optional[str] = typer.Option(None, help="global | uniform | er | erk | owl (default: the method's)"),
+    scope: Optional[str] = typer.Option(None, help="row | layer | global (default: the method's)"),
+    solver: Optional[str] = typer.Option(None, help="sparsegpt: OBS update of the kept weights after the mask"),
     pattern: str = typer.Option("unstructured", help='"unstructured", N:M such as "2:4", blocks such as "4x4"'),
     sparsity: Optional[float] = typer.Option(None, help="fraction of weights set to zero (implied by N:M)"),
     min_keep: Optional[int] = typer.Option(None, help="keep at least this many weights in every layer"),
@@ -40,7 +42,7 @@ def prune_cmd(
     if sparsity is None and ":" not in pattern:
         sparsity = 0.9
     exp = Experiment(model, dataset, method, allocation, pattern, sparsity, min_keep, seed, finetune_epochs,
-                     finetune_lr, list(ignore) or None, list(dense) or None)
+                     finetune_lr, list(ignore) or None, list(dense) or None, scope, solver)
     base = load_model(model, dataset, seed, progress=not as_json)
     outcome, pruned = run(exp, base, progress=not as_json)
     doc = outcome.to_dict()
@@ -67,8 +69,9 @@ def prune_cmd(
 
 @handle_errors
 def methods_cmd(as_json: bool = typer.Option(False, "--json", help="print a JSON document on stdout")) -> None:
-    """List the registered criteria, allocations and patterns."""
-    kinds = {"criteria": "criterion", "allocations": "allocation", "patterns": "pattern"}
+    """List the registered criteria, scopes, allocations, patterns and solvers."""
+    kinds = {"criteria": "criterion", "scopes": "scope", "allocations": "allocation", "patterns": "pattern",
+             "solvers": "solver"}
     docs = {k: registry.describe(kind) for k, kind in kinds.items()}
     if as_json:
         emit_json({k: sorted(v) for k, v in docs.items()})

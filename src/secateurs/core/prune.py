@@ -51,12 +51,12 @@ def check_sparsity(sparsity: Any, pat: Pattern) -> float:
         raise PatternError(f"pattern {pat.name} implies sparsity {implied:g}, but sparsity={sparsity!r} was "
                            f"given; omit sparsity or pass {implied:g}")
     if sparsity is None:
-        raise InvalidArgumentError("sparsity is required (a fraction in [0, 1), e.g. 0.9); only N:M patterns "
-                                   "imply it")
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not math.isfinite(sparsity):
-        raise InvalidArgumentError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
-    if not 0 <= sparsity < 1:
-        raise InvalidArgumentError(f"sparsity must be in [0, 1) (the fraction of weights set to zero), got {sparsity}")
+        raise InvalidArgumentError("sparsity is required (a fraction in [0, 1), e.g. 0.9); None is only for N:M "
+                                   "patterns, which imply it")
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not math.isfinite(sparsity) \
+            or not 0 <= sparsity < 1:
+        raise InvalidArgumentError(f"sparsity must be a number in [0, 1) (the fraction of weights set to zero), "
+                                   f"got {sparsity!r}")
     return float(sparsity)
 
 
@@ -81,7 +81,8 @@ def _route_options(classes: dict[str, tuple[str, type]], options: dict[str, Any]
         if not takers:
             accepted = {f"{part} {name!r}": registry.accepted_options(cls) for part, (name, cls) in classes.items()}
             listing = "; ".join(f"{k}: {', '.join(v) or 'none'}" for k, v in accepted.items())
-            raise InvalidArgumentError(f"unknown option {key!r}. Options accepted — {listing}")
+            parts = " / ".join(accepted)
+            raise InvalidArgumentError(f"{parts} does not take option {key!r}; accepted — {listing}")
         for part in takers:
             routed[part][key] = value
     return routed
@@ -232,7 +233,7 @@ class _Engine:
         if plan.is_nm:
             if plan.n >= plan.m:
                 return torch.ones(t.shape2d, dtype=torch.bool, device=dev)
-            return NM(plan.n, plan.m).select(t.view2d(_check_scores(t, chunk())))
+            return NM(plan.n, plan.m).select(chunk().reshape(t.shape2d))  # N:M groups are single weights
         if plan.count == 0:
             return torch.ones(t.shape2d, dtype=torch.bool, device=dev)
         g = self.scope(chunk, pat.grid(t.shape2d), plan.count, hint, self.seed + i)

@@ -34,7 +34,8 @@ __all__ = ["ScalerRow", "Hessian", "input_columns", "check_collectable", "collec
 
 
 class Statistic:
-    """A running statistic of one layer's input columns; ``add`` folds in the inputs of ``nseq`` samples."""
+    """A running statistic of one layer's input columns; ``add`` folds in the inputs (any leading shape, last
+    dimension = columns) of ``nseq`` samples."""
 
     def __init__(self, cols: int, device: torch.device):
         self.cols, self.nsamples = cols, 0
@@ -53,7 +54,7 @@ class ScalerRow(Statistic):
         self.value = torch.zeros(cols, device=device, dtype=torch.float32)
 
     def add(self, x: torch.Tensor, nseq: int) -> None:
-        x = x.float()
+        x = x.reshape(-1, x.shape[-1]).float()
         self.value *= self.nsamples / (self.nsamples + nseq)
         self.nsamples += nseq
         self.value += (x * x).sum(dim=0) / self.nsamples
@@ -68,7 +69,7 @@ class Hessian(Statistic):
         self.value = torch.zeros(cols, cols, device=device, dtype=torch.float32)
 
     def add(self, x: torch.Tensor, nseq: int) -> None:
-        x = x.float()
+        x = x.reshape(-1, x.shape[-1]).float()
         self.value *= self.nsamples / (self.nsamples + nseq)
         self.nsamples += nseq
         x = math.sqrt(2 / self.nsamples) * x

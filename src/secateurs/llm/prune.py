@@ -17,9 +17,10 @@ from torch import nn
 from ..core.blocks import find_blocks, find_linears
 from ..core.feed import Feed
 from ..core.prune import prune as engine_prune
-from ..core.prune import resolve_device
+from ..core.prune import check_sparsity, resolve_device
 from ..core.report import LayerReport, PruneReport
 from ..errors import InvalidArgumentError
+from ..patterns import parse
 from ..registry import get
 from .calibration import calibration_rows
 
@@ -64,6 +65,7 @@ def prune(model: nn.Module, calibration: Any = None, method: str = "wanda", spar
         raise InvalidArgumentError("loss_fn must be a callable(model, input_ids) -> scalar loss")
     crit_cls = get("criterion", method)
     get("allocation", allocation)
+    check_sparsity(sparsity, parse(pattern))  # the cheap checks first, before calibration text is read
     blocks_path, block_list = find_blocks(model, blocks)
     names = {f"{blocks_path}.{i}.{name}" for i, blk in enumerate(block_list) for name in find_linears(blk)}
     if crit_cls.needs_data and loss_fn is None and getattr(model, "get_output_embeddings", lambda: None)() is None:
