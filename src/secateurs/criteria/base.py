@@ -82,6 +82,16 @@ def eval_mode(model: nn.Module):
             m.training = mode
 
 
+def _twice_differentiable(enabled: bool) -> contextlib.AbstractContextManager:
+    """Second derivatives (GraSP's Hessian-gradient product) need attention's math kernel: torch's fused CPU
+    attention kernels have no double backward."""
+    if not enabled:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.MATH])
+
+
 def batch_gradients(ctx: ScoreContext, create_graph: bool = False, temperature: float = 1.0) -> Iterator[tuple]:
     """Yield, per batch, d loss / d leaf for every target (pruned entries get zero gradient through the mask).
 
@@ -94,7 +104,7 @@ def batch_gradients(ctx: ScoreContext, create_graph: bool = False, temperature: 
     try:
         for p in leaves:
             p.requires_grad_(True)
-        with eval_mode(ctx.model), torch.enable_grad():
+        with eval_mode(ctx.model), torch.enable_grad(), _twice_differentiable(create_graph):
             for batch in ctx.feed:
                 loss = ctx.feed.loss(ctx.model, batch, dev, temperature)
                 yield torch.autograd.grad(loss, leaves, create_graph=create_graph, allow_unused=True)
