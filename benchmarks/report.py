@@ -167,8 +167,38 @@ def llm() -> list[str]:
     return out
 
 
+def engine_combos() -> list[str]:
+    doc = _load("engine_combos.json")
+    if not doc:
+        return []
+    cells: dict = defaultdict(lambda: defaultdict(list))
+    dense: dict = defaultdict(list)
+    order: list = []
+    for r in doc["runs"]:
+        k = (r["model"], r["run"])
+        if k not in order:
+            order.append(k)
+        cells[k][r["sparsity"]].append(r["accuracy"])
+        if r["sparsity"] == doc["sparsities"][0]:
+            dense[r["model"]].append(r["dense_accuracy"])
+    sp = doc["sparsities"]
+    out = ["### LLM methods on image classifiers (`python benchmarks/engine_combos.py`)", "",
+           "Test accuracy on digits right after pruning the Linear layers (no fine-tuning), mean over seeds; "
+           "LeNet-5 and ResNet-20: the classifier layers; ViT: every Linear of its blocks, statistics gathered "
+           "block by block. Calibration: 100 training images. `+ sparsegpt solver`: the OBS update of the kept "
+           "weights after the mask is chosen.", "", _machine(doc), "",
+           "| model | run | dense | " + " | ".join(f"{s:.0%}" for s in sp) + " |",
+           "|---|---|---|" + "---|" * len(sp)]
+    for model, run in order:
+        c = cells[(model, run)]
+        d = statistics.mean(dense[model])
+        out.append(f"| {model} | {run} | {d:.3f} | " + " | ".join(
+            f"{statistics.mean(c[s]):.3f}" if c[s] else "" for s in sp) + " |")
+    return out + [""]
+
+
 def main() -> None:
-    body = "\n".join([START, "", *mask_speed(), *quality(), *llm(), END])
+    body = "\n".join([START, "", *mask_speed(), *quality(), *engine_combos(), *llm(), END])
     readme = ROOT / "README.md"
     text = readme.read_text()
     head, _, rest = text.partition(START)

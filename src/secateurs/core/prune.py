@@ -195,7 +195,15 @@ class _Engine:
         """Flat group scores of target i; groups an earlier mask removed score -inf (pruned first, stay pruned)."""
         t, pat, prev = self.ts[i], self.pat, get_mask(self.ts[i])
         if prev is None:  # stays lazy: magnitude on a huge model is recomputed rather than held
-            return lambda: pat.group_scores(_check_scores(t, t.view2d(fn())))
+            checked = [False]
+
+            def lazy() -> torch.Tensor:
+                s = fn()
+                if not checked[0]:  # the scores are the same every call: one finiteness check is enough
+                    checked[0] = bool(_check_scores(t, s) is s)
+                return pat.group_scores(t.view2d(s))
+
+            return lazy
         s = t.view2d(_check_scores(t, fn()))
         prev2d = t.view2d(prev)
         gs = pat.group_scores(s.masked_fill(~prev2d, 0))
