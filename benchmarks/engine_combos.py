@@ -48,7 +48,7 @@ def linears(model: nn.Module) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=["lenet300", "lenet5", "resnet20", "vit"])
+    ap.add_argument("--models", nargs="+", default=["lenet300", "lenet5", "resnet20"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     args = ap.parse_args()
     torch.set_num_threads(1)

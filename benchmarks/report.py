@@ -184,8 +184,8 @@ def engine_combos() -> list[str]:
     sp = doc["sparsities"]
     out = ["### LLM methods on image classifiers (`python benchmarks/engine_combos.py`)", "",
            "Test accuracy on digits right after pruning the Linear layers (no fine-tuning), mean over seeds; "
-           "LeNet-5 and ResNet-20: the classifier layers; ViT: every Linear of its blocks, statistics gathered "
-           "block by block. Calibration: 100 training images. `+ sparsegpt solver`: the OBS update of the kept "
+           "LeNet-5 and ResNet-20: the classifier layers (with `--models vit`, every Linear of the zoo ViT's blocks, gathered "
+           "block by block). Calibration: 100 training images. `+ sparsegpt solver`: the OBS update of the kept "
            "weights after the mask is chosen.", "", _machine(doc), "",
            "| model | run | dense | " + " | ".join(f"{s:.0%}" for s in sp) + " |",
            "|---|---|---|" + "---|" * len(sp)]
