@@ -114,7 +114,7 @@ class ViT(nn.Module):
         return x.reshape(n, (h // p) * (w // p), c * p * p)
 
     def embed(self, x: Tensor) -> Tensor:
-        """Images -> the token sequence the first block sees, (N, 1 + patches, dim): class token + patches + positions."""
+        """Images -> the tokens the first block sees, (N, 1 + patches, dim): class token, patches, + positions."""
         tokens = self.patch_embed(self.patchify(x))
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
         return torch.cat([cls, tokens], dim=1) + self.pos_embed
