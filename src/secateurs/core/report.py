@@ -67,7 +67,7 @@ class PruneReport:
         d = asdict(self)
         d["layers"] = [{**asdict(l), "shape": list(l.shape), "sparsity": l.sparsity} for l in self.layers]
         d.update(numel=self.numel, kept=self.kept, sparsity=self.sparsity, overall_sparsity=self.sparsity)
-        return {k: v for k, v in d.items() if not callable(v)}
+        return d
 
     def table(self) -> Any:
         from rich.table import Table
