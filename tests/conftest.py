@@ -42,3 +42,17 @@ def same(model, snap):
         and all(torch.equal(now[k], v) for k, v in state.items())
         and [type(m) for m in model.modules()] == types
     )
+
+
+@pytest.fixture
+def tmp_cache(tmp_path, monkeypatch):
+    """SECATEURS_CACHE pointed at a fresh temporary directory."""
+    monkeypatch.setenv("SECATEURS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from secateurs import zoo
+
+    return zoo.load_dataset("digits")

@@ -16,13 +16,8 @@ MODELS = ["lenet300", "lenet5", "resnet20", "vgg11"]
 
 
 @pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("SECATEURS_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return zoo.load_dataset("digits")
+def _cache_in_tmp(tmp_cache):
+    """Trained models are cached in a temporary directory, never the user's."""
 
 
 def test_registry_lists_models_and_datasets():

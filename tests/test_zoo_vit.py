@@ -12,13 +12,8 @@ LINEARS = ["attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"]
 
 
 @pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("SECATEURS_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return zoo.load_dataset("digits")
+def _cache_in_tmp(tmp_cache):
+    """Trained models are cached in a temporary directory, never the user's."""
 
 
 def build(seed=0, **kw):
