@@ -31,8 +31,10 @@ from _machine import machine_info  # noqa: E402
 from llm_common import shakespeare_setup  # noqa: E402
 
 from secateurs.llm import embedding_fidelity, perplexity, prune  # noqa: E402
-from secateurs.core.blocks import find_blocks  # noqa: E402
-from secateurs.llm.gblm import gradient_norms  # noqa: E402
+from secateurs.core.blocks import find_blocks, find_linears  # noqa: E402
+from secateurs.core.feed import Feed  # noqa: E402
+from secateurs.core.targets import resolve_targets  # noqa: E402
+from secateurs.criteria.gblm import gradient_norms  # noqa: E402
 from secateurs.llm.output import library_versions  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "llm_quality.json"
@@ -49,11 +51,19 @@ def _owl_options(pattern: str, ratios: dict[str, list[float]]) -> dict:
     return opts
 
 
+def _gradients(model, rows) -> dict:
+    """GBLM's gradient norms of every block linear, once for the whole grid (the engine's own keys)."""
+    path, blocks = find_blocks(model)
+    names = {f"{path}.{i}.{n}" for i, blk in enumerate(blocks) for n in find_linears(blk)}
+    targets = resolve_targets(model, lambda name, _m: name in names)
+    return gradient_norms(model, targets, Feed.token_rows(rows, 1))  # per-row gradients, as prune(batch_size=1)
+
+
 def grid(model_dense, calib_rows, score, methods, log) -> list[dict]:
     """Prune a fresh copy of the dense model for every cell of the grid and ``score`` it."""
     runs: list[dict] = []
     ratios: dict[str, list[float]] = {}
-    grads = gradient_norms(model_dense, find_blocks(model_dense)[1], calib_rows) if "gblm" in methods else None
+    grads = _gradients(model_dense, calib_rows) if "gblm" in methods else None
     for method in methods:
         for pattern, sparsity in TARGETS:
             for allocation in ("uniform", "owl"):
@@ -68,7 +78,7 @@ def grid(model_dense, calib_rows, score, methods, log) -> list[dict]:
                 if allocation == "owl":
                     ratios["unstructured" if pattern == "unstructured" else "nm"] = \
                         report.allocation_options["outlier_ratios"]
-                row = {"method": method, "pattern": pattern, "sparsity": report.sparsity, "allocation": allocation,
+                row = {"method": method, "pattern": pattern, "sparsity": report.target_sparsity, "achieved": round(report.sparsity, 6), "allocation": allocation,
                        "overall_sparsity": round(report.overall_sparsity, 6),
                        "block_targets": [round(t, 4) for t in report.block_targets],
                        "owl": dict(report.allocation_options) if allocation == "owl" else None,

@@ -23,6 +23,7 @@ _PACKAGES = {
     "model": "secateurs.zoo",
     "dataset": "secateurs.zoo",
     "solver": "secateurs.solvers",
+    "importance": "secateurs.structured.importance",
 }
 
 

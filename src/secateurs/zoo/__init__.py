@@ -51,7 +51,7 @@ def list_datasets() -> list[str]:
 
 
 # imported for their @register side effects (and re-exported)
-from . import lenet, resnet, vgg, vit  # noqa: E402,F401
+from . import lenet, mobilenet, resnet, vgg, vit  # noqa: E402,F401
 from .cache import cache_path, pretrained, recipe_for  # noqa: E402
 from .digits import ClassificationData, calibration_batches  # noqa: E402
 from .trainer import evaluate, fit  # noqa: E402

@@ -41,10 +41,10 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        n, t, d = x.shape
-        q, k, v = self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v)  # (n, heads, t, d / heads)
-        return self.proj(out.transpose(1, 2).reshape(n, t, d))
+        n, t, _ = x.shape  # widths come from the weights, so a model with pruned heads runs unchanged
+        q, k, v = self.qkv(x).reshape(n, t, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v)  # (n, heads, t, head_dim)
+        return self.proj(out.transpose(1, 2).reshape(n, t, -1))
 
 
 class MLP(nn.Module):

@@ -1,0 +1,11 @@
+"""Structured pruning: physically remove channels, neurons, heads and whole blocks from any architecture.
+
+    report = secateurs.structured.prune(model, example_inputs, ratio=0.5, importance="l2")
+    secateurs.structured.save(model, "out/"); model = secateurs.structured.load(fresh_model, "out/")
+"""
+from __future__ import annotations
+
+from .count import count_macs, count_params, latency
+from .prune import StructuredReport, prune
+
+__all__ = ["prune", "StructuredReport", "count_macs", "count_params", "latency"]

@@ -1,0 +1,128 @@
+"""Attention adapters: whole heads (q, k, v rows and o columns together) as one group.
+
+The heads of multi-head attention are coupled through reshapes (``view(b, t, heads, d)``) that a channel tracer
+cannot follow in general, so each supported attention module declares its head group itself and runs as a leaf of
+the trace.  With grouped-query attention the unit is a key/value group: removing kv head g removes k and v rows
+of head g and the ``n_rep`` query heads that share it (Ainslie et al. 2023), so the model stays a GQA model.
+
+Adapters: secateurs' zoo ViT (``qkv`` fused + ``proj``), Hugging Face decoders with ``q_proj/k_proj/v_proj`` and
+``o_proj`` (Llama, Mistral, Qwen2/3, Gemma, Phi-3 style) or ``out_proj`` (OPT), and BERT-style self-attention
+(``query/key/value``; its output projection is an ordinary Linear the tracer follows).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .graph import Label, Space
+
+
+@dataclass
+class Spec:
+    heads: int
+    kv_heads: int
+    head_dim: int
+    q: nn.Linear | None = None
+    k: nn.Linear | None = None
+    v: nn.Linear | None = None
+    qkv: nn.Linear | None = None  # fused q|k|v rows (zoo ViT)
+    o: nn.Linear | None = None
+    update: Callable[[nn.Module, int, int], None] | None = None  # (module, heads, kv_heads) after surgery
+
+
+def _is_linear(m: Any) -> bool:
+    return isinstance(m, nn.Linear)
+
+
+def spec_of(module: nn.Module) -> Spec | None:
+    """The head layout of a supported attention module, or None."""
+    from ..zoo.vit import Attention as ZooAttention
+
+    if isinstance(module, ZooAttention):
+        hd = module.qkv.out_features // 3 // module.heads
+
+        def set_zoo(m: nn.Module, h: int, _kv: int) -> None:
+            m.heads = h
+        return Spec(module.heads, module.heads, hd, qkv=module.qkv, o=module.proj, update=set_zoo)
+    names = ("q_proj", "k_proj", "v_proj")
+    if all(_is_linear(getattr(module, n, None)) for n in names) and isinstance(getattr(module, "head_dim", None), int):
+        hd = module.head_dim
+        o = getattr(module, "o_proj", None) or getattr(module, "out_proj", None)
+        if not _is_linear(o):
+            return None
+        h, kv = module.q_proj.out_features // hd, module.k_proj.out_features // hd
+
+        def set_hf(m: nn.Module, h: int, kv: int) -> None:
+            for attr, val in (("num_heads", h), ("num_key_value_heads", kv)):
+                if isinstance(getattr(m, attr, None), int):
+                    setattr(m, attr, val)
+            if hasattr(m, "embed_dim") and isinstance(m.embed_dim, int) and getattr(m, "out_proj", None) is not None:
+                m.embed_dim = h * hd  # OPT reshapes its output with embed_dim
+        return Spec(h, kv, hd, module.q_proj, module.k_proj, module.v_proj, o=o, update=set_hf)
+    if all(_is_linear(getattr(module, n, None)) for n in ("query", "key", "value")) and \
+            isinstance(getattr(module, "attention_head_size", None), int):
+        hd = module.attention_head_size
+        h = module.query.out_features // hd
+
+        def set_bert(m: nn.Module, h: int, _kv: int) -> None:
+            m.num_attention_heads, m.all_head_size = h, h * hd
+        return Spec(h, h, hd, module.query, module.key, module.value, update=set_bert)
+    return None
+
+
+class HeadAdapter:
+    """Runs one attention module as a leaf of the trace and declares its head group."""
+
+    def __init__(self, name: str, module: nn.Module, spec: Spec):
+        self.name, self.module, self.spec = name, module, spec
+        self.space: Space | None = None
+
+    def trace(self, tr: Any, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        s = self.spec
+        x = args[0] if args else kwargs.get("hidden_states")
+        rep = s.heads // s.kv_heads
+        self.space = hs = tr.new_space(s.kv_heads, kind="heads")
+        q_lab: Label = ((hs, rep * s.head_dim),)
+        kv_lab: Label = ((hs, s.head_dim),)
+        ins = [s.qkv] if s.qkv is not None else [s.q, s.k, s.v]
+        for lin in ins:
+            tr.join(tr.get(x)[-1], tr.bind(lin.weight, 1), size=x.shape[-1])
+        if s.qkv is not None:
+            layout = q_lab + kv_lab + kv_lab
+            tr.bind_pieces(s.qkv.weight, 0, layout)
+            if s.qkv.bias is not None:
+                tr.bind_pieces(s.qkv.bias, 0, layout)
+        else:
+            for lin, lab in ((s.q, q_lab), (s.k, kv_lab), (s.v, kv_lab)):
+                tr.bind_pieces(lin.weight, 0, lab)
+                if lin.bias is not None:
+                    tr.bind_pieces(lin.bias, 0, lab)
+        out = output[0] if isinstance(output, (tuple, list)) else output
+        if not isinstance(out, torch.Tensor):
+            return
+        if s.o is not None:
+            tr.bind_pieces(s.o.weight, 1, q_lab)
+            lo = tr.join(*[tr.bind(p, 0) for p in (s.o.weight, s.o.bias) if p is not None], size=s.o.out_features)
+        else:
+            lo = q_lab
+        tr.set(out, [None] * (out.dim() - 1) + [lo])
+
+    def finish(self) -> None:
+        s = self.spec
+        width = (s.qkv.out_features // 3) if s.qkv is not None else s.k.out_features
+        kv = width // s.head_dim
+        h = kv * (s.heads // s.kv_heads)
+        if s.update is not None:
+            s.update(self.module, h, kv)
+
+
+def find_adapters(model: nn.Module) -> dict[int, HeadAdapter]:
+    out: dict[int, HeadAdapter] = {}
+    for name, m in model.named_modules():
+        spec = spec_of(m)
+        if spec is not None:
+            out[id(m)] = HeadAdapter(name, m, spec)
+    return out

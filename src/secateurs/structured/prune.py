@@ -1,0 +1,327 @@
+"""``secateurs.structured.prune``: remove channels, neurons and heads physically, from any architecture.
+
+Flow: trace the model on the example inputs (:mod:`.trace`) → dependency groups (coupled dimensions, DepGraph,
+Fang et al. 2023) → importance per unit of each group (:mod:`.importance`; any engine criterion too) → how many
+units each group loses (``allocation``: ``uniform`` or ``global``, or a MACs/parameter target) → surgery
+(:mod:`.surgery`) → a check that the smaller model runs on the example inputs and gives outputs of the same
+shapes; any failure restores the model exactly.
+"""
+from __future__ import annotations
+
+import fnmatch
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ..allocations.base import LayerInfo, allocate
+from ..core.feed import Feed
+from ..errors import InvalidArgumentError, ModelStructureError, PruningError, UnreachableTargetError
+from .. import registry
+from .attention import find_adapters
+from .count import count_macs, count_params
+from .graph import Space, fix, leaves
+from .importance import Group, ImportanceContext, build as build_importance
+from .surgery import Undo, apply
+from .trace import call, trace
+
+ALLOCATIONS = ("uniform", "global")
+WIDTH_ATTRS = ("in_features", "out_features", "in_channels", "out_channels", "groups", "num_features",
+               "normalized_shape", "num_embeddings", "embedding_dim", "nf", "nx", "num_parameters", "heads",
+               "num_heads", "num_key_value_heads", "num_attention_heads", "all_head_size", "embed_dim")
+
+
+@dataclass
+class StructuredReport:
+    """What :func:`prune` did.  ``widths``: per module, its size attributes before and after."""
+
+    importance: str
+    allocation: str
+    ratio: float
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    groups: list[dict[str, Any]] = field(default_factory=list)  # per group: kind, units, kept, members
+    widths: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # groups the importance had no score for
+    fixed: dict[str, int] = field(default_factory=dict)  # why spaces were left whole -> how many
+    warnings: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    target: dict[str, float] | None = None
+    seconds: float = 0.0
+
+    @property
+    def param_ratio(self) -> float:
+        return self.params_after / max(1, self.params_before)
+
+    @property
+    def mac_ratio(self) -> float:
+        return self.macs_after / max(1, self.macs_before)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "param_ratio": self.param_ratio, "mac_ratio": self.mac_ratio}
+
+
+def widths_of(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """Size attributes of every module that has any (``in_features``, ``out_channels``, ``heads``...)."""
+    out = {}
+    for name, m in model.named_modules():
+        w = {a: (list(v) if isinstance(v, tuple) else v) for a in WIDTH_ATTRS
+             if isinstance(v := getattr(m, a, None), (int, tuple)) and not isinstance(v, bool)}
+        if w:
+            out[name] = w
+    return out
+
+
+def _check_ratio(ratio: Any) -> float:
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not (0.0 <= ratio < 1.0) \
+            or math.isnan(ratio):
+        raise InvalidArgumentError(f"ratio must be a number in [0, 1) (the fraction of each group's channels "
+                                   f"removed), got {ratio!r}")
+    return float(ratio)
+
+
+def _check_target(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 < value <= 1.0):
+        raise InvalidArgumentError(f"{name} must be a fraction of the dense model in (0, 1], got {value!r}")
+    return float(value)
+
+
+def _member_names(space: Space, names: dict[int, str]) -> list[str]:
+    return sorted({f"{names.get(id(m.param), '?')}[{m.dim}]" for m in space.members})
+
+
+class _Pruner:
+    def __init__(self, model, example_inputs, importance, allocation, round_to, ignore, data, loss_fn, seed,
+                 max_ratio, reduction, options):
+        if not isinstance(model, nn.Module):
+            raise InvalidArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if any(parametrize.is_parametrized(m) for m in model.modules()):
+            raise InvalidArgumentError("the model carries pruning masks (parametrizations); call "
+                                       "secateurs.finalize(model) before structured pruning")
+        if allocation not in ALLOCATIONS:
+            raise InvalidArgumentError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
+        if round_to is not None and (isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1):
+            raise InvalidArgumentError(f"round_to must be a positive integer or None, got {round_to!r}")
+        if isinstance(max_ratio, bool) or not isinstance(max_ratio, (int, float)) or not 0 < max_ratio < 1:
+            raise InvalidArgumentError(f"max_ratio must be in (0, 1), got {max_ratio!r}")
+        self.model, self.inputs, self.allocation = model, example_inputs, allocation
+        self.round_to, self.seed, self.max_ratio = round_to, int(seed), float(max_ratio)
+        self.imp_name = importance
+        self.imp = build_importance(importance, {"reduction": reduction, **options})
+        if self.imp.needs_data and data is None:
+            raise InvalidArgumentError(f"importance {importance!r} needs data: pass data=<iterable of "
+                                       f"(inputs, targets) batches>")
+        self.feed = None if data is None else data if isinstance(data, Feed) else Feed.pairs(data, loss_fn)
+        self.ignore = self._ignore_matcher(ignore)
+
+    def _ignore_matcher(self, ignore: Any) -> Callable[[str], bool]:
+        if ignore is None:
+            return lambda name: False
+        pats = [ignore] if isinstance(ignore, str) else list(ignore)
+        if not all(isinstance(p, str) for p in pats):
+            raise InvalidArgumentError(f"ignore must be module-name globs, got {ignore!r}")
+        names = [n for n, _ in self.model.named_modules() if n]
+        for p in pats:
+            if not any(fnmatch.fnmatchcase(n, p) for n in names):
+                raise InvalidArgumentError(f"ignore pattern {p!r} matches no module; module names look like "
+                                           f"{names[:6]}")
+        return lambda name: any(fnmatch.fnmatchcase(name, p) for p in pats)
+
+    # ------------------------------------------------------------------------------------------------ analysis
+    def analyse(self) -> None:
+        was = self.model.training
+        self.model.eval()
+        self.adapters = find_adapters(self.model)
+        try:
+            self.out_before = call(self.model, self.inputs)
+            self.tr = trace(self.model, self.inputs, self.adapters)
+        except PruningError:
+            raise
+        except Exception as e:  # a wrong example input: the model's own error, re-raised as ours
+            raise InvalidArgumentError(f"the model does not run on example_inputs ({type(e).__name__}: {e}); "
+                                       f"pass inputs of the shape the model expects") from e
+        finally:
+            self.model.train(was)
+        names = self.tr.names
+        for a in self.adapters.values():  # an ignored attention module keeps its heads
+            if self.ignore(a.name) and a.space is not None:
+                fix(((a.space, 1),), "ignored")
+        for mname, labels in self.tr.outputs.items():  # an ignored module keeps the width of its outputs
+            if self.ignore(mname):
+                for lab in labels:
+                    fix(lab, "ignored")
+        spaces = leaves(self.tr.spaces)
+        self.fixed: dict[str, int] = {}
+        self.groups: list[Group] = []
+        for s in spaces:
+            if s.fixed:
+                self.fixed[s.fixed] = self.fixed.get(s.fixed, 0) + 1
+            elif s.members and s.size > 1:
+                self.groups.append(Group(s, _member_names(s, names)))
+
+    def score(self) -> None:
+        ctx = ImportanceContext(self.model, self.groups, self.tr.names, self.feed, self.seed)
+        scores = self.imp.scores(ctx)
+        self.skipped = [g.names[0] for g, s in zip(self.groups, scores) if s is None]
+        self.scored = [(g, s.float().cpu()) for g, s in zip(self.groups, scores) if s is not None]
+        for g, s in self.scored:
+            if not torch.isfinite(s).all():
+                raise PruningError(f"importance {self.imp_name!r} gave non-finite scores for the group of "
+                                   f"{g.names[0]}; nothing was pruned")
+
+    # ------------------------------------------------------------------------------------------------ planning
+    def _round(self, g: Group, n_prune: int) -> int:
+        """Round so the kept width is a multiple of ``round_to`` (channels only; heads are whole already)."""
+        if self.round_to is None or g.kind != "channels" or n_prune == 0:
+            return n_prune
+        keep = g.units - n_prune
+        keep = min(g.units, max(self.round_to, int(math.ceil(keep / self.round_to)) * self.round_to))
+        return g.units - keep
+
+    def plan(self, ratio: float) -> dict[Space, torch.Tensor]:
+        counts: dict[int, int] = {}
+        if self.allocation == "uniform":
+            for i, (g, _) in enumerate(self.scored):
+                counts[i] = int(round(ratio * g.units))
+        else:  # global: one ranking per kind of group (channels, heads), scores normalised by the group mean
+            for kind in sorted({g.kind for g, _ in self.scored}):
+                idx = [i for i, (g, _) in enumerate(self.scored) if g.kind == kind]
+                layers = []
+                for i in idx:
+                    g, s = self.scored[i]
+                    norm = s / s.mean().clamp_min(1e-30)
+                    layers.append(LayerInfo(g.names[0], (g.units,), g.units, lambda n=norm: n))
+                total = sum(l.n_groups for l in layers)
+                floors = [max(1, int(math.ceil(l.n_groups * (1 - self.max_ratio)))) for l in layers]
+                budget = min(int(round(ratio * total)), sum(l.n_groups - f for l, f in zip(layers, floors)))
+                cnt, _ = allocate(registry.build("allocation", "global"), layers, budget, floors, set(), self.seed)
+                counts.update(zip(idx, cnt))
+        out = {}
+        for i, (g, s) in enumerate(self.scored):
+            n = self._round(g, counts[i])
+            if n >= g.units:
+                raise UnreachableTargetError(
+                    f"ratio {ratio} would remove every one of the {g.units} {g.kind} of the group of "
+                    f"{g.names[0]}; lower the ratio, or ignore= that layer")
+            if n:
+                order = torch.sort(s, stable=True).indices  # lowest importance first; ties by index
+                out[g.space] = torch.sort(order[:n]).values
+        return out
+
+    # ------------------------------------------------------------------------------------------------ surgery
+    def cut(self, removals: dict[Space, torch.Tensor]) -> Undo:
+        """Surgery, with attention and config bookkeeping; returns the undo of everything it changed."""
+        extra = Undo([a.module for a in self.adapters.values()])
+        undo, _ = apply(self.model, removals)
+        for a in self.adapters.values():
+            a.finish()
+
+        def both() -> None:
+            undo()
+            extra()
+        return both
+
+    def verify(self, undo: Callable[[], None]) -> None:
+        was = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                out = call(self.model, self.inputs)
+            before = [t.shape for t in _flat(self.out_before)]
+            after = [t.shape for t in _flat(out)]
+            if before != after:
+                raise ModelStructureError(f"output shapes changed from {before} to {after}")
+        except Exception as e:
+            undo()
+            raise ModelStructureError(
+                f"the pruned model no longer runs ({type(e).__name__}: {e}); the model was restored. A module "
+                f"that hard-codes a width in its forward needs ignore= for that layer") from e
+        finally:
+            self.model.train(was)
+
+
+def _group_dict(g: Group, removed: torch.Tensor | None, names: dict[int, str]) -> dict[str, Any]:
+    """A group as JSON: its members (parameter, dimension, offset, elements per unit) and the units removed."""
+    removed = [] if removed is None else removed.tolist()
+    return {"kind": g.kind, "units": g.units, "kept": g.units - len(removed), "removed": removed,
+            "members": [{"param": names.get(id(m.param), "?"), "dim": m.dim, "offset": m.offset, "inner": m.inner}
+                        for m in g.members]}
+
+
+def _flat(x: Any) -> list[torch.Tensor]:
+    from .trace import _tensors
+
+    return _tensors(x if not hasattr(x, "to_tuple") else x.to_tuple())
+
+
+def prune(model: nn.Module, example_inputs: Any, ratio: float = 0.5, importance: str = "l2",
+          allocation: str = "uniform", round_to: int | None = None, ignore: Any = None, data: Any = None, *,
+          loss_fn: Callable | None = None, target_macs: float | None = None, target_params: float | None = None,
+          max_ratio: float = 0.9, reduction: str = "sum", seed: int = 0, **options: Any) -> StructuredReport:
+    """Remove ``ratio`` of the channels/neurons/heads of every dependency group of ``model``, in place.
+
+    ``example_inputs``: a tensor, a tuple of positional inputs or a dict of keyword inputs the model runs on.
+    ``importance``: ``l1``, ``l2`` (default), ``bn_scale``, ``taylor``, ``fpgm``, ``random``, or any engine
+    criterion (``wanda``, ``magnitude``, ``snip``...) summed per unit; ``reduction`` combines the member layers'
+    scores (sum/mean/max).  ``allocation``: ``uniform`` (each group loses ``ratio`` of its units) or ``global``
+    (one ranking across groups of a kind, each group keeping at least ``1 - max_ratio`` of its units).
+    ``round_to``: kept channel counts are multiples of it.  ``ignore``: module-name globs whose outputs are kept.
+    ``data``: batches for data-driven importances.  ``target_macs``/``target_params``: instead of ``ratio``, prune
+    until the MACs/parameters are at most that fraction of the dense model's (bisection over the ratio).
+
+    Returns a :class:`StructuredReport`.  The pruned model runs with plain PyTorch.  On any error the model is left
+    exactly as it was.
+    """
+    t0 = time.perf_counter()
+    tm, tp = _check_target("target_macs", target_macs), _check_target("target_params", target_params)
+    if tm is not None and tp is not None:
+        raise InvalidArgumentError("give target_macs or target_params, not both")
+    ratio = _check_ratio(ratio) if tm is None and tp is None else 0.0
+    pr = _Pruner(model, example_inputs, importance, allocation, round_to, ignore, data, loss_fn, seed, max_ratio,
+                 reduction, options)
+    params_before, widths_before = count_params(model), widths_of(model)
+    pr.analyse()
+    macs_before = count_macs(model, example_inputs)
+    pr.score()
+    target = None
+    if tm is not None or tp is not None:
+        what, goal = ("macs", tm) if tm is not None else ("params", tp)
+        target = {what: goal}
+        dense = macs_before if what == "macs" else params_before
+
+        def measure(r: float) -> float:
+            undo = pr.cut(pr.plan(r))
+            try:
+                return (count_macs(model, example_inputs) if what == "macs" else count_params(model)) / dense
+            finally:
+                undo()
+        lo, hi = 0.0, 0.99
+        if measure(hi) > goal:
+            raise UnreachableTargetError(f"even removing 99% of every group leaves {what} above {goal:.0%} of the "
+                                         f"dense model (fixed layers dominate); raise the target")
+        for _ in range(14):
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if measure(mid) <= goal else (mid, hi)
+        ratio = hi
+    removals = pr.plan(ratio)
+    undo = pr.cut(removals)
+    pr.verify(undo)
+    rep = StructuredReport(
+        importance=importance, allocation=allocation, ratio=ratio, params_before=params_before,
+        params_after=count_params(model), macs_before=macs_before, macs_after=count_macs(model, example_inputs),
+        groups=[_group_dict(g, removals.get(g.space), pr.tr.names) for g, _ in pr.scored],
+        skipped=pr.skipped, fixed=pr.fixed, warnings=list(dict.fromkeys(pr.tr.warnings)),
+        options={**pr.imp.options(), "round_to": round_to, "max_ratio": max_ratio, "seed": seed}, target=target)
+    after = widths_of(model)
+    rep.widths = {n: {"before": widths_before[n], "after": after.get(n, {})} for n in widths_before
+                  if after.get(n) != widths_before[n]}
+    rep.seconds = time.perf_counter() - t0
+    return rep
