@@ -7,9 +7,12 @@ the caller adds (method, sparsity, pattern...).  Loading never unpickles anythin
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -19,7 +22,7 @@ from torch import nn
 
 from .core.masks import masked_targets, set_mask
 from .core.targets import Target
-from .errors import CheckpointError
+from .errors import CheckpointError, OutputExistsError
 
 MASK_SUFFIX = ".__mask__"
 _BITS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
@@ -135,3 +138,34 @@ def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
 
                 clear_mask(t)
     return model
+
+
+@contextlib.contextmanager
+def atomic_dir(out: Path) -> Iterator[Path]:
+    """Yield a temporary directory beside ``out``; on success it replaces ``out`` (an existing one is moved away
+    first and deleted after), on failure it is removed and ``out`` is untouched."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """Refuse an existing ``out_dir`` unless ``overwrite`` (OutputExistsError); call it before pruning starts."""
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"output directory {str(out)!r} already exists; pass overwrite=True (--overwrite) "
+                                f"to replace it or choose another path")
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"output path {str(out)!r} exists and is not a directory")
+    return out

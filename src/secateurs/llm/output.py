@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import OutputExistsError
+from ..io import atomic_dir, check_output_dir
 
 __all__ = ["save_pruned", "check_output_dir", "library_versions"]
 
@@ -37,17 +36,6 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -> Path:
-    """Refuse an existing ``out_dir`` unless ``overwrite`` (OutputExistsError); call it before pruning starts."""
-    out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"output directory {str(out)!r} already exists; pass overwrite=True (--overwrite) "
-                                f"to replace it or choose another path")
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"output path {str(out)!r} exists and is not a directory")
-    return out
-
-
 def save_pruned(model: nn.Module, tokenizer: Any, out_dir: str | os.PathLike[str], report: Any,
                 perplexities: dict[str, float] | None = None, overwrite: bool = False) -> Path:
     """Save a pruned model so that plain ``transformers`` loads it, with ``secateurs.json``, atomically.
@@ -57,9 +45,7 @@ def save_pruned(model: nn.Module, tokenizer: Any, out_dir: str | os.PathLike[str
     safetensors.  Raises OutputExistsError when ``out_dir`` exists and ``overwrite`` is False.
     """
     out = check_output_dir(out_dir, overwrite).absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
@@ -70,14 +56,4 @@ def save_pruned(model: nn.Module, tokenizer: Any, out_dir: str | os.PathLike[str
             "versions": library_versions(),
         }
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

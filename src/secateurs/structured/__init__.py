@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from .count import count_macs, count_params, latency
+from .io import load, load_pretrained, save
 from .prune import StructuredReport, prune
 
-__all__ = ["prune", "StructuredReport", "count_macs", "count_params", "latency"]
+__all__ = ["prune", "StructuredReport", "count_macs", "count_params", "latency", "save", "load", "load_pretrained"]

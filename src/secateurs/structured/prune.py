@@ -26,6 +26,7 @@ from .attention import find_adapters
 from .count import count_macs, count_params
 from .graph import Space, fix, leaves
 from .importance import Group, ImportanceContext, build as build_importance
+from .hf import sync_config
 from .surgery import Undo, apply
 from .trace import call, trace
 
@@ -53,6 +54,7 @@ class StructuredReport:
     warnings: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     target: dict[str, float] | None = None
+    config_expressible: bool = True  # a Hugging Face config describes the new widths (else: load_pretrained)
     seconds: float = 0.0
 
     @property
@@ -223,8 +225,10 @@ class _Pruner:
         undo, _ = apply(self.model, removals)
         for a in self.adapters.values():
             a.finish()
+        undo_cfg, self.config_expressible = sync_config(self.model)
 
         def both() -> None:
+            undo_cfg()
             undo()
             extra()
         return both
@@ -319,7 +323,8 @@ def prune(model: nn.Module, example_inputs: Any, ratio: float = 0.5, importance:
         params_after=count_params(model), macs_before=macs_before, macs_after=count_macs(model, example_inputs),
         groups=[_group_dict(g, removals.get(g.space), pr.tr.names) for g, _ in pr.scored],
         skipped=pr.skipped, fixed=pr.fixed, warnings=list(dict.fromkeys(pr.tr.warnings)),
-        options={**pr.imp.options(), "round_to": round_to, "max_ratio": max_ratio, "seed": seed}, target=target)
+        options={**pr.imp.options(), "round_to": round_to, "max_ratio": max_ratio, "seed": seed}, target=target,
+        config_expressible=pr.config_expressible)
     after = widths_of(model)
     rep.widths = {n: {"before": widths_before[n], "after": after.get(n, {})} for n in widths_before
                   if after.get(n) != widths_before[n]}

@@ -152,7 +152,7 @@ class Tracer(TorchFunctionMode):
         name = getattr(func, "__name__", "")
         if name == "__get__":
             return out
-        ins = _tensors(args) + _tensors(kwargs)
+        ins = [t for t in _tensors(args) + _tensors(kwargs) if t.is_floating_point()]  # ids never carry channels
         if not any(id(t) in self.labels or id(t) in self.names for t in ins):
             return out  # nothing labelled flows through: nothing to couple
         handler = _OPS.get(name.rstrip("_") if not name.startswith("__") else name)
