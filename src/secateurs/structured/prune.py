@@ -20,7 +20,7 @@ from torch.nn.utils import parametrize
 
 from ..allocations.base import LayerInfo, allocate
 from ..core.feed import Feed
-from ..errors import InvalidArgumentError, ModelStructureError, PruningError, UnreachableTargetError
+from ..errors import InvalidArgumentError, MissingDataError, ModelStructureError, PruningError, UnreachableTargetError
 from .. import registry
 from .attention import find_adapters
 from .count import count_macs, count_params
@@ -119,8 +119,8 @@ class _Pruner:
         self.imp_name = importance
         self.imp = build_importance(importance, {"reduction": reduction, **options})
         if self.imp.needs_data and data is None:
-            raise InvalidArgumentError(f"importance {importance!r} needs data: pass data=<iterable of "
-                                       f"(inputs, targets) batches>")
+            raise MissingDataError(f"importance {importance!r} needs data: pass data=<iterable of "
+                                   f"(inputs, targets) batches>")
         self.feed = None if data is None else data if isinstance(data, Feed) else Feed.pairs(data, loss_fn)
         self.ignore = self._ignore_matcher(ignore)
 

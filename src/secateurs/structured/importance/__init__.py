@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ... import registry
+from ...errors import UnknownNameError
 from .base import Group, Importance, ImportanceContext, per_unit
 from . import bn_scale, fpgm, l1, l2, random, taylor  # noqa: F401  (registration)
 from .criterion import CriterionImportance
@@ -15,8 +16,7 @@ def build(name: str, options: dict[str, Any]) -> Importance:
         return registry.build("importance", name, options)
     if name in registry.names("criterion"):
         return CriterionImportance(name, **options)
-    registry.get("importance", name)  # raises UnknownNameError with the known names
-    raise AssertionError
+    raise UnknownNameError("importance", name, registry.names("importance") + registry.names("criterion"))
 
 
 __all__ = ["Group", "Importance", "ImportanceContext", "CriterionImportance", "build", "per_unit"]

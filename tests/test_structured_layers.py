@@ -1,0 +1,72 @@
+"""Layer pruning: whole residual blocks / transformer layers removed (ShortGPT's Block Influence, Gromov et al.'s
+angular distance, random), with Hugging Face bookkeeping."""
+import pytest
+import torch
+
+import secateurs.structured as st
+from secateurs.errors import InvalidArgumentError
+from secateurs.zoo import build_model
+from structured_helpers import outputs
+
+X = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+
+
+def test_vit_block_influence_removes_the_least_changing_block():
+    torch.manual_seed(0)
+    model = build_model("vit").eval()
+    blocks = list(model.blocks)
+    # make block 2 an exact identity: its residual branches output zero, so BI = 0 and it must go first
+    with torch.no_grad():
+        blocks[2].attn.proj.weight.zero_(); blocks[2].attn.proj.bias.zero_()  # noqa: E702
+        blocks[2].mlp.fc2.weight.zero_(); blocks[2].mlp.fc2.bias.zero_()  # noqa: E702
+    before = outputs(model, X)
+    rep = st.prune_layers(model, X, n=1, importance="bi")
+    assert rep.removed == [2] and rep.scores[2] == pytest.approx(0.0, abs=1e-6)
+    assert len(model.blocks) == 3 and model.blocks[2] is blocks[3]
+    torch.testing.assert_close(outputs(model, X), before)  # removing an identity block changes nothing
+    assert rep.params_after < rep.params_before and rep.macs_after < rep.macs_before
+
+
+def test_angular_removes_consecutive_blocks_and_random_is_seeded():
+    torch.manual_seed(0)
+    model = build_model("vit").eval()
+    rep = st.prune_layers(model, X, n=2, importance="angular")
+    assert rep.removed[1] == rep.removed[0] + 1 and len(model.blocks) == 2
+    a, b = build_model("vit"), build_model("vit")
+    assert st.prune_layers(a, X, n=2, importance="random", seed=3).removed == \
+        st.prune_layers(b, X, n=2, importance="random", seed=3).removed
+
+
+def test_resnet_stage_keeps_the_downsampling_block():
+    torch.manual_seed(0)
+    model = build_model("resnet20").eval()
+    rep = st.prune_layers(model, X, n=2, blocks="layer2")
+    assert rep.removable == [1, 2] and rep.removed == [1, 2]
+    assert len(model.layer2) == 1 and outputs(model, X).shape == (4, 10)
+    with pytest.raises(InvalidArgumentError, match="n must be"):
+        st.prune_layers(model, X, n=1, blocks="layer2")  # one block left: it cannot go
+
+
+def test_llama_layers_and_config(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_attention_heads=2,
+                                   num_key_value_heads=2, num_hidden_layers=4, max_position_embeddings=32)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    ids = torch.randint(0, 100, (2, 8), generator=torch.Generator().manual_seed(0))
+    rep = st.prune_layers(model, {"input_ids": ids}, n=2)
+    assert model.config.num_hidden_layers == 2 == len(model.model.layers)
+    assert [l.self_attn.layer_idx for l in model.model.layers] == [0, 1]
+    model.save_pretrained(tmp_path / "m")
+    plain = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "m").eval()
+    torch.testing.assert_close(outputs(plain, {"input_ids": ids}), outputs(model, {"input_ids": ids}))
+    assert rep.layers_before == 4 and rep.layers_after == 2
+
+
+def test_bad_layer_arguments():
+    model = build_model("vit")
+    with pytest.raises(InvalidArgumentError, match="n must be"):
+        st.prune_layers(model, X, n=4)
+    with pytest.raises(InvalidArgumentError, match="layer importance"):
+        st.prune_layers(model, X, n=1, importance="bogus")
+    assert len(model.blocks) == 4
