@@ -188,7 +188,8 @@ class _Pruner:
         keep = min(g.units, max(self.round_to, int(math.ceil(keep / self.round_to)) * self.round_to))
         return g.units - keep
 
-    def plan(self, ratio: float) -> dict[Space, torch.Tensor]:
+    def plan(self, ratio: float, clamp: bool = False) -> dict[Space, torch.Tensor]:
+        """Channels to drop per space; ``clamp`` (target search) keeps at least one unit instead of failing."""
         counts: dict[int, int] = {}
         if self.allocation == "uniform":
             for i, (g, _) in enumerate(self.scored):
@@ -209,6 +210,8 @@ class _Pruner:
         out = {}
         for i, (g, s) in enumerate(self.scored):
             n = self._round(g, counts[i])
+            if clamp:
+                n = min(n, g.units - 1)
             if n >= g.units:
                 raise UnreachableTargetError(
                     f"ratio {ratio} would remove every one of the {g.units} {g.kind} of the group of "
@@ -302,20 +305,20 @@ def prune(model: nn.Module, example_inputs: Any, ratio: float = 0.5, importance:
         dense = macs_before if what == "macs" else params_before
 
         def measure(r: float) -> float:
-            undo = pr.cut(pr.plan(r))
+            undo = pr.cut(pr.plan(r, clamp=True))
             try:
                 return (count_macs(model, example_inputs) if what == "macs" else count_params(model)) / dense
             finally:
                 undo()
-        lo, hi = 0.0, 0.99
+        lo, hi = 0.0, 0.999
         if measure(hi) > goal:
-            raise UnreachableTargetError(f"even removing 99% of every group leaves {what} above {goal:.0%} of the "
-                                         f"dense model (fixed layers dominate); raise the target")
+            raise UnreachableTargetError(f"even keeping one unit per group leaves {what} above {goal:.0%} of the "
+                                         f"dense model (the layers that cannot be pruned dominate); raise the target")
         for _ in range(14):
             mid = (lo + hi) / 2
             lo, hi = (lo, mid) if measure(mid) <= goal else (mid, hi)
         ratio = hi
-    removals = pr.plan(ratio)
+    removals = pr.plan(ratio, clamp=target is not None)
     undo = pr.cut(removals)
     pr.verify(undo)
     rep = StructuredReport(
