@@ -56,3 +56,17 @@ def digits():
     from secateurs import zoo
 
     return zoo.load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def runner():
+    """Typer's CLI runner, for the command-line tests."""
+    from typer.testing import CliRunner
+
+    return CliRunner()
+
+
+@pytest.fixture
+def shared_cache(tmp_path_factory, monkeypatch):
+    """SECATEURS_CACHE shared by every test of a session: zoo models are trained once per session."""
+    monkeypatch.setenv("SECATEURS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))

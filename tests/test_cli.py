@@ -2,20 +2,12 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from secateurs.cli.app import app
 from secateurs.registry import names
 
 
-@pytest.fixture(scope="module")
-def runner():
-    return CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SECATEURS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+pytestmark = pytest.mark.usefixtures("shared_cache")
 
 
 def test_methods_json(runner):

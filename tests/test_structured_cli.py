@@ -3,21 +3,13 @@ import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 import secateurs.structured as st
 from secateurs.cli.app import app
 from secateurs.zoo import build_model
 
 
-@pytest.fixture(scope="module")
-def runner():
-    return CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SECATEURS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+pytestmark = pytest.mark.usefixtures("shared_cache")
 
 
 def test_json_finetune_and_save(runner, tmp_path):
