@@ -69,3 +69,21 @@ def test_bert_heads_and_intermediate(tmp_path):
     st.save(model, tmp_path / "b", report=rep)
     again = st.load_pretrained(tmp_path / "b")
     torch.testing.assert_close(outputs(again, inputs), outputs(model, inputs))
+
+
+def test_gpt2_fused_attention_and_tied_embeddings(tmp_path):
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=100, n_embd=64, n_layer=2, n_head=4, n_positions=32)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    assert model.lm_head.weight is model.transformer.wte.weight
+    check_ratio_zero(model, {"input_ids": IDS}, ignore=["transformer.wte"])
+    check_half(model, {"input_ids": IDS}, ignore=["transformer.wte"], atol=1e-5)
+    for block in model.transformer.h:
+        assert block.attn.num_heads == 2 and block.attn.c_attn.weight.shape == (64, 96)
+        assert block.attn.c_proj.weight.shape == (32, 64) and block.mlp.c_fc.weight.shape == (64, 128)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    check_half(model, {"input_ids": IDS}, equivalent=False)  # the embedding width too: tied weights stay tied
+    assert model.lm_head.weight is model.transformer.wte.weight and model.lm_head.weight.shape == (100, 32)
+    st.save(model, tmp_path / "g")
+    again = st.load_pretrained(tmp_path / "g")
+    torch.testing.assert_close(outputs(again, {"input_ids": IDS}), outputs(model, {"input_ids": IDS}))

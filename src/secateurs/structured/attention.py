@@ -5,7 +5,8 @@ cannot follow in general, so each supported attention module declares its head g
 the trace.  With grouped-query attention the unit is a key/value group: removing kv head g removes k and v rows
 of head g and the ``n_rep`` query heads that share it (Ainslie et al. 2023), so the model stays a GQA model.
 
-Adapters: secateurs' zoo ViT (``qkv`` fused + ``proj``), Hugging Face decoders with ``q_proj/k_proj/v_proj`` and
+Adapters: secateurs' zoo ViT (``qkv`` fused + ``proj``), GPT-2 (``c_attn`` fused Conv1D + ``c_proj``), Hugging Face
+decoders with ``q_proj/k_proj/v_proj`` and
 ``o_proj`` (Llama, Mistral, Qwen2/3, Gemma, Phi-3 style) or ``out_proj`` (OPT), and BERT-style self-attention
 (``query/key/value``; its output projection is an ordinary Linear the tracer follows).
 """
@@ -31,6 +32,13 @@ class Spec:
     qkv: nn.Linear | None = None  # fused q|k|v rows (zoo ViT)
     o: nn.Linear | None = None
     update: Callable[[nn.Module, int, int], None] | None = None  # (module, heads, kv_heads) after surgery
+    transposed: bool = False  # GPT-2 Conv1D: weights stored (in, out)
+
+    def out_dim(self) -> int:  # the weight dimension of a projection's outputs
+        return 1 if self.transposed else 0
+
+    def in_dim(self) -> int:
+        return 0 if self.transposed else 1
 
 
 def _is_linear(m: Any) -> bool:
@@ -47,6 +55,13 @@ def spec_of(module: nn.Module) -> Spec | None:
         def set_zoo(m: nn.Module, h: int, _kv: int) -> None:
             m.heads = h
         return Spec(module.heads, module.heads, hd, qkv=module.qkv, o=module.proj, update=set_zoo)
+    if type(module).__name__ == "GPT2Attention" and not getattr(module, "is_cross_attention", False):
+        hd = module.head_dim
+
+        def set_gpt2(m: nn.Module, h: int, _kv: int) -> None:
+            m.num_heads, m.split_size = h, h * hd
+        return Spec(module.num_heads, module.num_heads, hd, qkv=module.c_attn, o=module.c_proj, update=set_gpt2,
+                    transposed=True)
     names = ("q_proj", "k_proj", "v_proj")
     if all(_is_linear(getattr(module, n, None)) for n in names) and isinstance(getattr(module, "head_dim", None), int):
         hd = module.head_dim
@@ -89,30 +104,32 @@ class HeadAdapter:
         kv_lab: Label = ((hs, s.head_dim),)
         ins = [s.qkv] if s.qkv is not None else [s.q, s.k, s.v]
         for lin in ins:
-            tr.join(tr.get(x)[-1], tr.bind(lin.weight, 1), size=x.shape[-1])
+            tr.join(tr.get(x)[-1], tr.bind(lin.weight, s.in_dim()), size=x.shape[-1])
         if s.qkv is not None:
             layout = q_lab + kv_lab + kv_lab
-            tr.bind_pieces(s.qkv.weight, 0, layout)
+            tr.bind_pieces(s.qkv.weight, s.out_dim(), layout)
             if s.qkv.bias is not None:
                 tr.bind_pieces(s.qkv.bias, 0, layout)
         else:
             for lin, lab in ((s.q, q_lab), (s.k, kv_lab), (s.v, kv_lab)):
-                tr.bind_pieces(lin.weight, 0, lab)
+                tr.bind_pieces(lin.weight, s.out_dim(), lab)
                 if lin.bias is not None:
                     tr.bind_pieces(lin.bias, 0, lab)
         out = output[0] if isinstance(output, (tuple, list)) else output
         if not isinstance(out, torch.Tensor):
             return
         if s.o is not None:
-            tr.bind_pieces(s.o.weight, 1, q_lab)
-            lo = tr.join(*[tr.bind(p, 0) for p in (s.o.weight, s.o.bias) if p is not None], size=s.o.out_features)
+            tr.bind_pieces(s.o.weight, s.in_dim(), q_lab)
+            width = s.o.weight.shape[s.out_dim()]
+            lo = tr.join(tr.bind(s.o.weight, s.out_dim()), *([tr.bind(s.o.bias, 0)] if s.o.bias is not None else []),
+                         size=width)
         else:
             lo = q_lab
         tr.set(out, [None] * (out.dim() - 1) + [lo])
 
     def finish(self) -> None:
         s = self.spec
-        width = (s.qkv.out_features // 3) if s.qkv is not None else s.k.out_features
+        width = (s.qkv.weight.shape[s.out_dim()] // 3) if s.qkv is not None else s.k.weight.shape[s.out_dim()]
         kv = width // s.head_dim
         h = kv * (s.heads // s.kv_heads)
         if s.update is not None:

@@ -33,7 +33,8 @@ def sync_config(model: nn.Module) -> tuple[Callable[[], None], bool]:
     for m in model.modules():
         spec = spec_of(m)
         if spec is not None:
-            w = spec.k.out_features if spec.k is not None else spec.qkv.out_features // 3
+            w = (spec.k.weight.shape[spec.out_dim()] if spec.k is not None
+                 else spec.qkv.weight.shape[spec.out_dim()] // 3)
             kv.append(w // spec.head_dim)
             heads.append(kv[-1] * (spec.heads // spec.kv_heads))
             hd.append(spec.head_dim)
