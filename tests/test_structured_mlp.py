@@ -1,7 +1,6 @@
 """Structured pruning of MLPs: Linear chains (neurons of each hidden layer)."""
 import torch
 
-import secateurs.structured as st
 from conftest import mlp
 from secateurs.zoo import build_model
 from structured_helpers import check_half, check_ratio_zero

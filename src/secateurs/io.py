@@ -141,13 +141,16 @@ def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
 
 
 @contextlib.contextmanager
-def atomic_dir(out: Path) -> Iterator[Path]:
+def atomic_dir(out: Path, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary directory beside ``out``; on success it replaces ``out`` (an existing one is moved away
-    first and deleted after), on failure it is removed and ``out`` is untouched."""
+    first and deleted after; refused with OutputExistsError if not ``overwrite``), on failure it is removed and
+    ``out`` is untouched."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         yield tmp
+        if out.exists() and not overwrite:
+            raise OutputExistsError(f"{out} appeared while it was being written; pass overwrite=True to replace it")
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, old / out.name)

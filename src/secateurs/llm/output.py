@@ -16,7 +16,6 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import OutputExistsError
 from ..io import atomic_dir, check_output_dir
 
 __all__ = ["save_pruned", "check_output_dir", "library_versions"]

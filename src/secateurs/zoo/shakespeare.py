@@ -24,7 +24,6 @@ import json
 import math
 import os
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, InvalidArgumentError, OutputExistsError
+from ..io import atomic_dir
 from .cache import _default_cache_dir
 
 __all__ = [
@@ -311,26 +311,6 @@ def _resolve_config(config: ShakespeareLlamaConfig | Mapping[str, Any] | None, s
     return cfg
 
 
-@contextlib.contextmanager
-def _atomic_dir(out_dir: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it replaces ``out_dir`` (rename), on failure it is removed."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
-    try:
-        yield tmp
-        if out_dir.exists():
-            if not overwrite:
-                raise OutputExistsError(f"{out_dir} appeared while it was being built; pass overwrite=True to replace it")
-            old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".old"))
-            os.replace(out_dir, old / "x")
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _log(progress: bool, msg: str) -> None:
     if progress:
         print(f"[shakespeare-llama] {msg}", file=sys.stderr, flush=True)
@@ -481,7 +461,7 @@ def build_shakespeare_llama(
         model, tokenizer, meta = _train(cfg, seed, progress)
     finally:
         torch.set_num_threads(previous_threads)
-    with _atomic_dir(out, overwrite) as tmp:
+    with atomic_dir(out, overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         _save_tokenizer(tokenizer, tmp)
         meta["build_seconds"] = round(time.perf_counter() - t0, 1)
