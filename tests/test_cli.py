@@ -14,7 +14,8 @@ def test_methods_json(runner):
     res = runner.invoke(app, ["methods", "--json"])
     assert res.exit_code == 0
     doc = json.loads(res.stdout)
-    assert set(doc) == {"criteria", "scopes", "allocations", "patterns", "solvers"}
+    assert set(doc) == {"criteria", "scopes", "allocations", "patterns", "solvers", "importances"}
+    assert set(doc["importances"]) == {"l1", "l2", "bn_scale", "taylor", "fpgm", "random"}
     assert set(doc["criteria"]) == {"magnitude", "random", "snip", "grasp", "synflow", "taylor", "wanda", "gblm",
                                     "sparsegpt"}
     assert set(doc["allocations"]) == {"global", "uniform", "er", "erk", "owl"}
