@@ -79,6 +79,9 @@ def main() -> None:
                                  "targets": targets, "blocks": blocks})
                     print(f"{model_name} s{seed} {label:40s} {s:.0%}: {acc:.4f} (dense {base_acc:.4f})",
                           file=sys.stderr)
+    if OUT.exists():  # keep the rows of the models not re-run now
+        old = json.loads(OUT.read_text()).get("runs", [])
+        rows = [r for r in old if r["model"] not in args.models] + rows
     doc = {"machine": machine_info(), "seconds": round(time.time() - start, 1), "sparsities": SPARSITIES,
            "runs": rows}
     tmp = OUT.with_suffix(".tmp")
