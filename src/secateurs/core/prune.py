@@ -32,6 +32,7 @@ from .blocks import find_blocks
 from .feed import Feed
 from .finite import all_finite
 from .masks import clear_mask, get_mask, set_mask
+from .progress import progress_bar
 from .plan import LayerPlan
 from .report import LayerReport, PruneReport
 from .select import Threshold
@@ -108,8 +109,8 @@ class _Engine:
     def __init__(self, model: nn.Module, sparsity: Any, method: str, allocation: str | None, pattern: Any,
                  data: Any, loss_fn: Callable | None, targets: Any, ignore: Any, min_keep: Any, seed: Any,
                  dense: Any, scope: str | None, solver: str | None, blocks: Any, device: Any, progress: bool,
-                 bake: bool, options: dict[str, Any]):
-        self.model, self.progress, self.bake = model, progress, bake
+                 bake: bool, options: dict[str, Any], stream: Any = None):
+        self.model, self.progress, self.bake, self.stream = model, progress, bake, stream
         self.pat = parse(pattern)
         self.sparsity = check_sparsity(sparsity, self.pat)
         crit_cls = registry.get("criterion", method)
@@ -177,13 +178,25 @@ class _Engine:
                 raise ModelStructureError(
                     f"targets outside the blocks {self.blocks_path!r} cannot get block-by-block statistics: "
                     f"{outside[:5]}; leave them out with ignore=, or drop blocks= to collect in one pass")
-        self.sequential = blocks is not None and bool(self.kinds)
+        self.sequential = blocks is not None and (bool(self.kinds) or stream is not None)
+        if stream is not None:  # weights arrive block by block: nothing may need them all at once
+            if blocks is None or not bake:
+                raise InvalidArgumentError("streaming needs blocks= and bake=True")
+            if self.alloc.needs_scores or self.alloc.stats:
+                raise InvalidArgumentError(
+                    f"allocation {self.alloc_name!r} needs every layer's scores before the first is pruned, which a "
+                    f"checkpoint streamed block by block cannot hold; use uniform, er or erk")
+            if self.crit.needs_data and not self.crit.stats:
+                raise InvalidArgumentError(f"criterion {method!r} needs gradients through the whole model, which a "
+                                           f"checkpoint streamed block by block cannot give; load the model instead")
         if self.sequential and self.crit.rounds > 1:
             raise InvalidArgumentError(f"criterion {method!r} re-scores in {self.crit.rounds} rounds, which the "
                                        f"block-by-block pipeline cannot do; drop blocks=")
         home = self.ts[0].leaf.device
-        self.device = resolve_device(device, home)
+        self.device = resolve_device(device, home if home.type != "meta" else torch.device("cpu"))
         for t in self.ts:
+            if t.leaf.is_meta:  # streamed: checked when its block is read
+                continue
             if not all_finite(t.leaf.detach()):
                 raise NonFiniteError(f"weights of layer {t.name!r} contain NaN or Inf; nothing was pruned")
         shape = getattr(model, "input_shape", None)
@@ -270,8 +283,10 @@ class _Engine:
                 t.leaf.copy_(t.unview2d(new2d.to(device=t.leaf.device, dtype=t.leaf.dtype)))
             if self.bake and prev is None:
                 torch.where(keep, t.leaf, t.leaf.new_zeros(()), out=t.leaf)
+                self.kept[i] = int(torch.count_nonzero(t.leaf))
                 return
         set_mask(t, keep if prev is None else keep & prev, zero=False)
+        self.kept[i] = int(torch.count_nonzero(get_mask(t)))
 
     # ----------------------------------------------------------------------------------------------------- run
     def run(self) -> PruneReport:
@@ -283,6 +298,7 @@ class _Engine:
         self.skipped: list[int] = []
         self.plans: list[LayerPlan] = []
         self.block_seconds: list[float] = []
+        self.kept: dict[int, int] = {}  # weights kept per target, counted when written (a streamed one is gone)
         try:
             self.crit.prepare(ctx)
             if self.sequential:
@@ -299,6 +315,8 @@ class _Engine:
         return self._report(time.perf_counter() - t0)
 
     def _backup(self, i: int, backup: dict[int, torch.Tensor]) -> None:
+        if self.stream is not None:  # streamed blocks are written to a new checkpoint: nothing to roll back
+            return
         if self.solver is not None or self.bake:
             backup[i] = self.ts[i].leaf.detach().to("cpu", copy=True)
 
@@ -373,13 +391,17 @@ class _Engine:
             sequential(self.model, self.blocks_path, self.block_list, self.feed,
                        targets=[[self.ts[i] for i in idx] for idx in per_block], kinds=plan_kinds,
                        process=record, modifies=False, device=self.device, progress=self.progress,
-                       description=f"{self.alloc_name} allocation pass")
+                       description=f"{self.alloc_name} allocation pass", stream=self.stream)
             self.skipped = [i for i in range(len(self.ts)) if i not in seen]
         infos = self._infos([self._group_chunk(i, fn) for i, fn in enumerate(self._live(stored))], acts)
         self.plans, hints = self._plan(infos, self.sparsity)
 
         # 2. prune block by block on live statistics
         def process(k: int, block: nn.Module, stats: list[dict]) -> None:
+            if self.stream is not None and self.stream.done(k):  # pruned by the interrupted run: read back
+                for i in per_block[k]:
+                    self.kept[i] = int(torch.count_nonzero(self.ts[i].leaf))
+                return
             for i, st in zip(per_block[k], stats):
                 if st:
                     prune_layer(i, st)
@@ -405,7 +427,21 @@ class _Engine:
             self.block_seconds = sequential(
                 self.model, self.blocks_path, self.block_list, self.feed,
                 targets=[[self.ts[i] for i in idx] for idx in per_block], kinds=kinds, process=process,
-                modifies=True, device=self.device, progress=self.progress, description=f"{self.method} pruning")
+                modifies=True, device=self.device, progress=self.progress, description=f"{self.method} pruning",
+                stream=self.stream)
+        elif self.stream is not None:  # weights alone decide: read, prune and write each block, no forward pass
+            with torch.no_grad(), progress_bar(self.progress, len(self.block_list), f"{self.method} pruning") as adv:
+                for k, block in enumerate(self.block_list):
+                    t0 = time.perf_counter()
+                    self.stream.load(k, block, True)
+                    if self.stream.done(k):
+                        process(k, block, [])
+                    else:
+                        for i in per_block[k]:
+                            prune_layer(i, {})
+                    self.stream.release(k, block, True)
+                    self.block_seconds.append(time.perf_counter() - t0)
+                    adv()
         else:  # only the allocation needed statistics (e.g. OWL with magnitude): no second forward pass
             with torch.no_grad():
                 for i in range(len(self.ts)):
@@ -434,8 +470,7 @@ class _Engine:
         for i, t in enumerate(self.ts):
             if i in self.skipped:
                 continue
-            m = get_mask(t)
-            kept = int(torch.count_nonzero(m if m is not None else t.weight.detach()))
+            kept = self.kept[i]
             plan = self.plans[i]
             rep.layers.append(LayerReport(t.name, t.numel, kept, t.shape2d, plan.sparsity,
                                           f"{plan.n}:{plan.m}" if plan.is_nm else "unstructured", self.block_of[i]))
@@ -466,6 +501,7 @@ def prune(
     device: str | torch.device | None = None,
     progress: bool = False,
     bake: bool = False,
+    stream: Any = None,
     **options: Any,
 ) -> PruneReport:
     """Prune the weights of ``model`` in place and return a per-layer report.
@@ -491,10 +527,12 @@ def prune(
             largest list of identical blocks); default: one forward pass over the whole model.
         device: where each block runs in the block-by-block pipeline (default: where the weights are).
         bake: write the zeros into the weights instead of attaching masks.
+        stream: the block reader/writer of :func:`secateurs.llm.prune_checkpoint` (weights read block by block
+            from a checkpoint larger than memory); with it, ``blocks`` and ``bake`` are required.
         options: options of the criterion, allocation or solver (e.g. ``owl_lambda=0.08``, ``percdamp=0.01``),
             each given to whichever takes it; unknown names are refused.
 
     Pruning a model that already has masks prunes further: old masks are kept and count towards the target.
     """
     return _Engine(model, sparsity, method, allocation, pattern, data, loss_fn, targets, ignore, min_keep, seed,
-                   dense, scope, solver, blocks, device, progress, bake, options).run()
+                   dense, scope, solver, blocks, device, progress, bake, options, stream).run()

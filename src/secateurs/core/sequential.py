@@ -171,13 +171,17 @@ def _check_finite(block_index: int, out: torch.Tensor) -> None:
 def sequential(model: nn.Module, blocks_path: str, blocks: nn.ModuleList, feed: Feed, *,
                targets: Sequence[Sequence[Target]], kinds: Sequence[str],
                process: Callable[[int, nn.Module, list[dict[str, Any]]], None], modifies: bool,
-               device: torch.device, progress: bool, description: str) -> list[float]:
+               device: torch.device, progress: bool, description: str, stream: Any = None) -> list[float]:
     """Walk the blocks in order; for each, collect ``kinds`` statistics of ``targets[i]`` (the targets inside
     block i) and call ``process(i, block, stats)`` with one dict of statistics per target.
 
     With ``modifies`` (pruning) the block is re-run on the same inputs after ``process`` to produce the pruned
     outputs for the next block, as SparseGPT/Wanda do; without it (a dense statistics pass such as OWL's
     outlier pass) the outputs of the statistics pass are used directly.  Returns the seconds spent per block.
+
+    ``stream`` (checkpoints larger than memory, :mod:`secateurs.llm.stream`): ``stream.load(i, block, modifies)``
+    gives block i its weights before it runs, ``stream.release(i, block, modifies)`` writes (when pruning) and
+    frees them after; only one block is ever in memory.
     """
     work_dtype = torch.float32 if device.type == "cpu" else None
     inputs = capture_inputs(model, blocks_path, blocks, feed, device, work_dtype)
@@ -185,6 +189,8 @@ def sequential(model: nn.Module, blocks_path: str, blocks: nn.ModuleList, feed: 
     with progress_bar(progress, len(blocks), description) as advance:
         for i, block in enumerate(blocks):
             t0 = time.perf_counter()
+            if stream is not None:
+                stream.load(i, block, modifies)
             first = next(iter(block.parameters()), None)
             home = (first.device, first.dtype) if first is not None else (device, None)
             block.to(device=device, dtype=work_dtype or home[1])
@@ -206,6 +212,8 @@ def sequential(model: nn.Module, blocks_path: str, blocks: nn.ModuleList, feed: 
                         del out
             finally:
                 block.to(device=home[0], dtype=home[1])
+            if stream is not None:
+                stream.release(i, block, modifies)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             seconds.append(time.perf_counter() - t0)

@@ -36,7 +36,7 @@ def prune(model: nn.Module, calibration: Any = None, method: str = "wanda", spar
           pattern: str = "unstructured", allocation: str = "uniform", nsamples: int = 128, seqlen: int | None = None,
           device: str | torch.device | None = None, seed: int = 0, tokenizer: Any = None, progress: bool = True,
           *, blocks: str | None = None, batch_size: int = 1, scope: str | None = None, solver: str | None = None,
-          loss_fn: Any = None, **options: Any) -> PruneReport:
+          loss_fn: Any = None, stream: Any = None, **options: Any) -> PruneReport:
     """Prune a transformer's block linear layers post-training and return a :class:`PruneReport`.
 
     ``method``: any criterion — ``magnitude``; ``wanda`` (Sun et al. 2023, eq. 1); ``sparsegpt`` (Frantar &
@@ -52,6 +52,7 @@ def prune(model: nn.Module, calibration: Any = None, method: str = "wanda", spar
     calibration rows run through a block at a time (1, as the references: on 2 CPU cores batching 8 rows of 256
     tokens was no faster and raised the peak memory by a third, benchmarks/results/llm_reference.json).
     ``loss_fn(model, input_ids)``: the loss of gradient criteria (default: the model's language-modelling loss).
+    ``stream``: used by :func:`secateurs.llm.prune_checkpoint` to read and write one block at a time.
     Only the current block lives on ``device`` (default cuda when available, else cpu; float32 on cpu).  Raises
     a :class:`~secateurs.errors.PruningError` subclass before any weight is touched when an argument is bad.
     """
@@ -87,7 +88,8 @@ def prune(model: nn.Module, calibration: Any = None, method: str = "wanda", spar
             cfg.use_cache = False
         report = engine_prune(model, sparsity, method=method, allocation=allocation, pattern=pattern, data=feed,
                               targets=lambda name, _m: name in names, seed=seed, scope=scope, solver=solver,
-                              blocks=blocks_path, device=dev, progress=progress, bake=True, **options)
+                              blocks=blocks_path, device=dev, progress=progress, bake=True, stream=stream,
+                              **options)
     except InvalidArgumentError as exc:
         if feed is None and "needs data" in str(exc):
             raise InvalidArgumentError(f"{exc}; for an LLM, the method/allocation needs calibration data: pass "
@@ -98,7 +100,8 @@ def prune(model: nn.Module, calibration: Any = None, method: str = "wanda", spar
         if use_cache is not None:
             cfg.use_cache = use_cache
     report.calibration = calib
-    params = list(model.parameters())
-    report.model_sparsity = sum(int((p == 0).sum()) for p in params) / max(sum(p.numel() for p in params), 1)
+    if stream is None:  # a streamed model's weights are on disk: prune_checkpoint counts them as it writes
+        params = list(model.parameters())
+        report.model_sparsity = sum(int((p == 0).sum()) for p in params) / max(sum(p.numel() for p in params), 1)
     report.seconds = time.perf_counter() - t0
     return report
