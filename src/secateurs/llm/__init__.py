@@ -5,7 +5,9 @@ prunes the linear layers of a transformer's repeated blocks with any criterion o
 ``wanda`` (Sun et al. 2023), ``sparsegpt`` (Frantar & Alistarh 2023), ``gblm`` (Das et al. 2023)... — allocated
 ``uniform``-ly, by ``owl`` (Yin et al. 2023) or any other allocation, in the sequential block-by-block order of
 the references; ``save_pruned`` writes a ``save_pretrained`` directory plus ``secateurs.json`` atomically;
-``perplexity`` and ``embedding_fidelity`` measure the result (:mod:`secateurs.llm.evaluate`).
+``perplexity`` and ``embedding_fidelity`` measure the result (:mod:`secateurs.llm.evaluate`);
+``prune_checkpoint(model_dir, out_dir, calibration, ...)`` does the same to a checkpoint larger than memory,
+streaming it block by block (:mod:`secateurs.llm.stream`).
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from typing import Any
 from ..core.blocks import find_blocks, find_linears
 from .output import check_output_dir, save_pruned
 from .prune import LayerReport, PruneReport, prune
+from .stream import prune_checkpoint
 
-__all__ = ["prune", "perplexity", "embedding_fidelity", "save_pruned", "check_output_dir", "PruneReport",
+__all__ = ["prune", "prune_checkpoint", "perplexity", "embedding_fidelity", "save_pruned", "check_output_dir", "PruneReport",
            "LayerReport", "find_blocks", "find_linears"]
 
 
