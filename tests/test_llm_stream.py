@@ -31,17 +31,22 @@ def _same(a, b):
 
 
 @pytest.mark.parametrize("family", ["llama", "opt"])
-@pytest.mark.parametrize("method,pattern", [("wanda", "unstructured"), ("sparsegpt", "2:4"), ("magnitude", "4:8")])
-def test_streamed_equals_in_memory(tmp_path, family, method, pattern):
+@pytest.mark.parametrize("method,pattern,allocation", [("wanda", "unstructured", "uniform"),
+                                                       ("sparsegpt", "2:4", "uniform"),
+                                                       ("magnitude", "4:8", "uniform"),
+                                                       ("wanda", "unstructured", "owl")])
+def test_streamed_equals_in_memory(tmp_path, family, method, pattern, allocation):
     src = _save(tmp_path, family)
     assert (src / "model.safetensors.index.json").is_file()
-    kw = dict(method=method, pattern=pattern, sparsity=None if ":" in pattern else 0.5, progress=False)
+    kw = dict(method=method, pattern=pattern, sparsity=None if ":" in pattern else 0.5, progress=False,
+              allocation=allocation)
     ref = T.AutoModelForCausalLM.from_pretrained(src).eval()
     r1 = prune(ref, ROWS, **kw)
     r2 = prune_checkpoint(src, tmp_path / "out", ROWS, **kw)
     got = T.AutoModelForCausalLM.from_pretrained(tmp_path / "out").eval()
     assert _same(ref, got)
     assert [l.kept for l in r1.layers] == [l.kept for l in r2.layers]
+    assert r1.block_targets == r2.block_targets
     assert json.loads((tmp_path / "out" / "secateurs.json").read_text())["streamed"] is True
     assert not list(tmp_path.glob(".out.partial"))
 
@@ -108,5 +113,5 @@ def test_bad_checkpoints(tmp_path):
         prune_checkpoint(src, tmp_path / "o3", ROWS, progress=False)
     for o in ("o1", "o2", "o3"):
         assert not (tmp_path / o).exists()
-    with pytest.raises(InvalidArgumentError, match="owl"):
-        prune_checkpoint(_save(tmp_path / "x"), tmp_path / "o4", ROWS, allocation="owl", progress=False)
+    with pytest.raises(InvalidArgumentError, match="global"):
+        prune_checkpoint(_save(tmp_path / "x"), tmp_path / "o4", ROWS, allocation="global", progress=False)

@@ -50,6 +50,10 @@ class Allocation:
         """Pruned groups per layer and, optionally, a per-layer threshold that selects exactly them."""
         raise NotImplementedError
 
+    def observe(self, layers: Sequence[LayerInfo]) -> None:
+        """Look at one group's layers while their weights are in memory (a streamed checkpoint frees them
+        before the plan is made); allocations whose plan reads weights keep what they need here."""
+
     def nm_keep(self, layers: Sequence[LayerInfo], n: int, m: int) -> list[int]:
         """Kept N of every M per layer for an N:M pattern: N everywhere, unless the allocation mixes them."""
         return [n] * len(layers)

@@ -85,6 +85,7 @@ class OWL(Allocation):
         self.owl_lambda, self.owl_m = float(owl_lambda), float(owl_m)
         self.given = owl_ratios is not None
         self.outlier_ratios: list[float] = list(owl_ratios or [])
+        self.observed: dict[int, float] = {}  # group -> ratio, from observe()
         if self.given:
             self.stats = ()
 
@@ -100,6 +101,12 @@ class OWL(Allocation):
                 f"entirely (sparsity + 2λ must stay below 1); lower owl_lambda"
             )
 
+    def observe(self, layers: Sequence[LayerInfo]) -> None:
+        """One block's outlier ratio, computed while its weights are in memory (a streamed checkpoint)."""
+        if not self.given:
+            scores = torch.cat([l.activation_scores().reshape(-1).float().cpu() for l in layers])
+            self.observed[layers[0].group] = outlier_ratio(scores, self.owl_m)
+
     def _ratios(self, layers: Sequence[LayerInfo]) -> dict[int, float]:
         groups = sorted({l.group for l in layers})
         if self.given:
@@ -109,6 +116,9 @@ class OWL(Allocation):
             return {g: self.outlier_ratios[g] for g in groups}
         out = {}
         for g in groups:
+            if g in self.observed:
+                out[g] = self.observed[g]
+                continue
             members = [l for l in layers if l.group == g]
             scores = torch.cat([l.activation_scores().reshape(-1).float().cpu() for l in members])
             out[g] = outlier_ratio(scores, self.owl_m)

@@ -34,6 +34,19 @@ def _readable(path: Optional[Path], what: str) -> None:
         raise InvalidArgumentError(f"{what} {str(path)!r} is not a readable file")
 
 
+def _record_perplexities(out_dir: Path, ppl: dict[str, float]) -> None:
+    """Add the measured perplexities to the output's secateurs.json (atomically)."""
+    import json
+    import os
+
+    info = out_dir / "secateurs.json"
+    doc = json.loads(info.read_text())
+    doc["perplexities"] = ppl
+    tmp = info.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    os.replace(tmp, info)
+
+
 @app.command("prune")
 @handle_errors
 def prune_cmd(
@@ -58,10 +71,16 @@ def prune_cmd(
     blocks: Optional[str] = typer.Option(None, help="attribute path of the block list, e.g. model.layers"),
     batch_size: int = typer.Option(1, "--batch-size", help="calibration rows per block forward"),
     device: Optional[str] = typer.Option(None, help="cpu | cuda (default: cuda when available)"),
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted run with the same arguments"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON document on stdout, nothing else"),
 ) -> None:
-    """Prune a local model with calibration data and save it (zeros baked in) with secateurs.json."""
-    from ..llm import prune, save_pruned
+    """Prune a local model with calibration data and save it (zeros baked in) with secateurs.json.
+
+    The checkpoint is streamed: one block at a time is read from its safetensors shards, pruned, written and
+    freed (secateurs.llm.prune_checkpoint), so models larger than memory work; --resume continues an interrupted
+    run.  --eval-text loads the whole model (dense, then pruned) to measure perplexity.
+    """
+    from ..llm import prune_checkpoint
     from ..llm.output import check_output_dir
 
     check_output_dir(out_dir, overwrite)  # before anything is loaded or pruned
@@ -71,19 +90,22 @@ def prune_cmd(
                if v is not None}
     if sparsity is None and ":" not in pattern:
         sparsity = 0.5
-    lm, tokenizer = _load(model)
     ppl: dict[str, float] = {}
     if eval_text is not None:
         from ..llm import perplexity
 
+        lm, tokenizer = _load(model)
         ppl["dense"] = perplexity(lm, eval_text, tokenizer=tokenizer, seqlen=eval_seqlen or seqlen)
-    report = prune(lm, calibration, method=method, sparsity=sparsity, pattern=pattern, allocation=allocation,
-                   nsamples=nsamples, seqlen=seqlen, device=device, seed=seed, tokenizer=tokenizer,
-                   progress=not as_json, blocks=blocks, batch_size=batch_size, scope=scope, solver=solver,
-                   **options)
+        del lm
+    report = prune_checkpoint(model, out_dir, calibration, method=method, sparsity=sparsity, pattern=pattern,
+                              allocation=allocation, nsamples=nsamples, seqlen=seqlen, device=device, seed=seed,
+                              progress=not as_json, blocks=blocks, batch_size=batch_size, scope=scope,
+                              solver=solver, resume=resume, overwrite=overwrite, **options)
+    saved = out_dir
     if eval_text is not None:
+        lm, tokenizer = _load(out_dir)
         ppl["pruned"] = perplexity(lm, eval_text, tokenizer=tokenizer, seqlen=eval_seqlen or seqlen)
-    saved = save_pruned(lm, tokenizer, out_dir, report, perplexities=ppl or None, overwrite=overwrite)
+        _record_perplexities(out_dir, ppl)
     if as_json:
         emit_json({"out": str(saved), "overall_sparsity": report.overall_sparsity, "perplexity": ppl or None,
                    "report": report.to_dict()})

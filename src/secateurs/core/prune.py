@@ -182,10 +182,10 @@ class _Engine:
         if stream is not None:  # weights arrive block by block: nothing may need them all at once
             if blocks is None or not bake:
                 raise InvalidArgumentError("streaming needs blocks= and bake=True")
-            if self.alloc.needs_scores or self.alloc.stats:
+            if self.alloc.needs_scores:
                 raise InvalidArgumentError(
-                    f"allocation {self.alloc_name!r} needs every layer's scores before the first is pruned, which a "
-                    f"checkpoint streamed block by block cannot hold; use uniform, er or erk")
+                    f"allocation {self.alloc_name!r} ranks every layer's scores before the first is pruned, which a "
+                    f"checkpoint streamed block by block cannot hold; use uniform, er, erk or owl")
             if self.crit.needs_data and not self.crit.stats:
                 raise InvalidArgumentError(f"criterion {method!r} needs gradients through the whole model, which a "
                                            f"checkpoint streamed block by block cannot give; load the model instead")
@@ -387,6 +387,10 @@ class _Engine:
                         sub = ScoreContext(self.model, [self.ts[i]], self.feed, self.seed, stats=[st])
                         s = self.crit.scores(sub)[0]().float().cpu()  # held on the CPU, 4 bytes per weight
                         stored[i] = lambda s=s: s
+                live = [LayerInfo(self.ts[i].name, tuple(self.ts[i].shape), 0, self._unplanned, k, acts[i])
+                        for i in idx if i in seen and acts[i] is not None]
+                if self.stream is not None and live:  # the weights go when the block does
+                    self.alloc.observe(live)
 
             sequential(self.model, self.blocks_path, self.block_list, self.feed,
                        targets=[[self.ts[i] for i in idx] for idx in per_block], kinds=plan_kinds,

@@ -32,6 +32,19 @@ def default_device(device: str | torch.device | None) -> torch.device:
     return resolve_device(device, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
 
 
+def check_arguments(method: str, allocation: str, sparsity: Any, pattern: str, batch_size: int = 1,
+                    loss_fn: Any = None) -> type:
+    """The cheap checks, before any calibration text is read or weight loaded; returns the criterion class."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if loss_fn is not None and not callable(loss_fn):
+        raise InvalidArgumentError("loss_fn must be a callable(model, input_ids) -> scalar loss")
+    crit_cls = get("criterion", method)
+    get("allocation", allocation)
+    check_sparsity(sparsity, parse(pattern))
+    return crit_cls
+
+
 def prune(model: nn.Module, calibration: Any = None, method: str = "wanda", sparsity: float | None = 0.5,
           pattern: str = "unstructured", allocation: str = "uniform", nsamples: int = 128, seqlen: int | None = None,
           device: str | torch.device | None = None, seed: int = 0, tokenizer: Any = None, progress: bool = True,
@@ -60,13 +73,7 @@ def prune(model: nn.Module, calibration: Any = None, method: str = "wanda", spar
     if not isinstance(model, nn.Module):
         raise InvalidArgumentError(f"model must be a torch nn.Module (a transformers model), "
                                    f"got {type(model).__name__}")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if loss_fn is not None and not callable(loss_fn):
-        raise InvalidArgumentError("loss_fn must be a callable(model, input_ids) -> scalar loss")
-    crit_cls = get("criterion", method)
-    get("allocation", allocation)
-    check_sparsity(sparsity, parse(pattern))  # the cheap checks first, before calibration text is read
+    crit_cls = check_arguments(method, allocation, sparsity, pattern, batch_size, loss_fn)
     blocks_path, block_list = find_blocks(model, blocks)
     names = {f"{blocks_path}.{i}.{name}" for i, blk in enumerate(block_list) for name in find_linears(blk)}
     if crit_cls.needs_data and loss_fn is None and getattr(model, "get_output_embeddings", lambda: None)() is None:

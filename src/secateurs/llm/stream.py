@@ -183,9 +183,10 @@ def prune_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, c
 
     import transformers
 
-    from .prune import prune
+    from .prune import check_arguments, prune
     from .text import load_local_tokenizer
 
+    check_arguments(method, allocation, sparsity, pattern, batch_size)
     src, out = Path(model_dir), Path(out_dir).absolute()
     if not (src / "config.json").is_file():
         raise CheckpointError(f"{src} has no config.json: not a save_pretrained directory")
