@@ -73,6 +73,23 @@ def test_bf16_model_is_pruned_in_float32_and_keeps_its_dtype():
     assert float((w == 0).float().mean()) == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("family", ["llama", "opt", "gpt2", "bert"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_every_tensor_keeps_its_device_and_dtype(family, dtype):
+    """fp16/bf16 checkpoints as users hold them: the blocks are computed in float32 on the CPU, and afterwards
+    every parameter and buffer is back on its device in its dtype (no silent upcast of the whole model)."""
+    model = make_model(family).to(dtype)
+    before = {n: (t.device, t.dtype) for n, t in list(model.named_parameters()) + list(model.named_buffers())}
+    methods = ["wanda", "sparsegpt"] + (["gblm"] if family != "bert" else [])
+    for method in methods:
+        report = prune(model, rows(4, 16), method=method, sparsity=0.5, progress=False)
+        after = {n: (t.device, t.dtype) for n, t in list(model.named_parameters()) + list(model.named_buffers())}
+        assert after == before, method
+        assert report.device == "cpu" and len(report.block_seconds) == 2
+        assert report.dtype == str(dtype).replace("torch.", "")
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 def test_calibration_windows_follow_wandas_recipe():
     ids = torch.arange(1000) % VOCAB
     got = draw_windows(ids, 5, 16, seed=3)

@@ -469,7 +469,8 @@ class _Engine:
                           method_options=self.crit.options(), allocation_options=self.alloc.options(),
                           solver_options=self.solver.options() if self.solver else {},
                           blocks_path=self.blocks_path, block_seconds=self.block_seconds, seconds=seconds,
-                          device=str(self.device), skipped=[self.ts[i].key for i in sorted(self.skipped)])
+                          device=str(self.device), skipped=[self.ts[i].key for i in sorted(self.skipped)],
+                          dtype=str(self.ts[0].leaf.dtype).replace("torch.", ""))
         per_block: dict[int, list[int]] = {}
         for i, t in enumerate(self.ts):
             if i in self.skipped:

@@ -43,6 +43,7 @@ class PruneReport:
     block_seconds: list[float] = field(default_factory=list)
     seconds: float = 0.0
     device: str = "cpu"
+    dtype: str | None = None  # the targeted weights' dtype as the model holds them (blocks may run in float32)
     skipped: list[str] = field(default_factory=list)  # layers never called on the calibration data (left dense)
     calibration: dict[str, Any] | None = None
     model_sparsity: float | None = None  # zeros among all parameters, for front doors that report it
