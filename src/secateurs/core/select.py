@@ -80,7 +80,8 @@ def _sampled(chunks: Sequence[Chunk], sizes: Sequence[int], k: int, seed: int) -
     sample = []
     for c, size in zip(chunks, sizes):
         m = max(1, round(_SAMPLE * size / n))
-        sample.append(c().reshape(-1).index_select(0, torch.randint(size, (m,), generator=g)))
+        x = c().reshape(-1)  # the indices come from a CPU generator; the scores may live on a GPU
+        sample.append(x.index_select(0, torch.randint(size, (m,), generator=g).to(x.device)).cpu())
     sample = torch.cat(sample)
     m = sample.numel()
     rank = k / n * m
@@ -117,7 +118,7 @@ def _bracket(c: Chunk, lo: float, hi: float) -> tuple[int, torch.Tensor, torch.T
 
 def _resolve(chunks, parts, below: int, k: int) -> Threshold:
     """Exact threshold from the gathered bands, and each chunk's final keep mask (band entries fixed up)."""
-    band = torch.cat([p[3] for p in parts])
+    band = torch.cat([p[3].cpu() for p in parts])  # chunks may sit on different devices
     t = band.kthvalue(k - below).values
     ties = k - below - int(torch.count_nonzero(band < t))
     known, left = [], ties
