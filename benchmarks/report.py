@@ -197,8 +197,86 @@ def engine_combos() -> list[str]:
     return out + [""]
 
 
+def structured() -> list[str]:
+    doc = _load("structured.json")
+    if not doc:
+        return []
+    st, v = doc["settings"], doc.get("versions", {})
+    ft = next(iter(st["finetune"].values()), {})
+    lat = st["latency"]
+    bs = [str(b) for b in lat["batch_sizes"]]
+    out = ["### Structured pruning against Torch-Pruning (`python benchmarks/structured.py`)", "",
+           "Channels removed physically at the same ratio in every dependency group (L2 magnitude, uniform; the "
+           f"classifier keeps its outputs): secateurs {v.get('secateurs', '?')} against Torch-Pruning "
+           f"{v.get('torch_pruning', '?')} (`MetaPruner`, `GroupMagnitudeImportance(p=2)`, local), each on a copy "
+           "of the same trained model. `round_to=8`: kept widths rounded to multiples of 8; `@ peer MACs`: "
+           "`target_macs` set to Torch-Pruning's MACs, for accuracy at equal MACs. MACs per image (FlopCounterMode, "
+           "the same counter for both). Speed-up: dense / pruned CPU latency, one thread, batch "
+           + " and ".join(bs) + f", medians of {lat['rounds']} rounds with the dense model, a copy of it (noise "
+           "control, ideally 1.00x) and the pruned models of a ratio timed interleaved; by the thread's CPU time "
+           "(immune to preemption on a busy machine; `÷ MACs`: CPU speed-up / MAC reduction, 1.00 when latency falls "
+           "as much as the MACs) and by wall clock (`secateurs.structured.latency`). Accuracy on the digits test "
+           f"split right after pruning → after {ft.get('epochs', '?')} epochs of fine-tuning "
+           f"({ft.get('optimizer', '?')}, lr {ft.get('lr', '?')}, cosine; the same for every run), mean "
+           f"(min–max) over fine-tuning seeds {', '.join(map(str, ft.get('seeds', [0])))}. "
+           + _machine(doc), ""]
+    order = doc.get("runs_order") or sorted({r["run"] for r in doc["runs"]})
+    for model, dense in doc["dense"].items():
+        out += [f"**{model}** (dense: {dense['params'] / 1e3:.0f}k parameters, {dense['macs'] / 1e6:.2f}M MACs, "
+                f"accuracy {dense['accuracy']:.3f})", "",
+                "| ratio | run | parameters | MACs | MAC reduction | speed-up, CPU time (batch " + " / ".join(bs)
+                + ") | ÷ MACs | speed-up, wall clock | accuracy |", "|---|---|---|---|---|---|---|---|---|"]
+        rows = sorted((r for r in doc["runs"] if r["model"] == model),
+                      key=lambda r: (r["ratio"], order.index(r["run"]) if r["run"] in order else len(order)))
+        for r in rows:
+            if not r.get("ok"):
+                out.append(f"| {r['ratio']:.0%} | {r['run']} | failed: {r.get('error', '?')[:80]} | | | | | | |")
+                continue
+            sp, q = r["speedup"], r["speedup_over_mac_reduction"]["cpu"]
+            seeds = r.get("accuracy_finetuned_seeds") or []
+            acc = (f"{r['accuracy_pruned']:.3f} → {r['accuracy_finetuned']:.3f}"
+                   + (f" ({min(seeds):.3f}–{max(seeds):.3f})" if len(seeds) > 1 else "")
+                   if r.get("accuracy_finetuned") is not None else "")
+            out.append(f"| {r['ratio']:.0%} | {r['run']} | {r['params'] / 1e3:.1f}k | {r['macs'] / 1e6:.3f}M | "
+                       f"{r['mac_reduction']:.2f}x | " + " / ".join(f"{sp['cpu'][b]:.2f}x" for b in bs) + " | "
+                       + " / ".join(f"{q[b]:.2f}" for b in bs) + " | "
+                       + " / ".join(f"{sp['wall'][b]:.2f}x" for b in bs) + f" | {acc} |")
+        same = [f"{r['ratio']:.0%} {r['run']}: " + ("identical logits" if r["max_abs_logit_diff_vs_peer"] == 0
+                                                     else f"other channels (logits differ by up to "
+                                                          f"{r['max_abs_logit_diff_vs_peer']:.2g})")
+                for r in rows if r.get("same_widths_as_peer")]
+        out += ["", "Same widths as torch-pruning (before fine-tuning): " + "; ".join(same) + "."] if same else []
+        out.append("")
+    arch = doc.get("architectures") or []
+    if arch:
+        libs = list(dict.fromkeys(a["library"] for a in arch))
+        out += ["Architectures at ratio 0.5, heads and MLP neurons (residual width kept): does pruning succeed and "
+                "the pruned model run on an input of another shape? The zoo ViT (random init) and a 2-layer Hugging "
+                f"Face Llama (4 query / 2 key-value heads; transformers {v.get('transformers', '?')}); each attempt "
+                f"in a child process, killed after {st.get('arch_timeout_s', '?'):.0f} s. CNN rows: the runs above.",
+                "", "| architecture | " + " | ".join(libs) + " |", "|---|" + "---|" * len(libs)]
+        for model in doc["dense"]:
+            cells = ["yes" if doc["handled"].get(lib, {}).get(model) else "no" for lib in libs]
+            out.append(f"| {model} | " + " | ".join(cells) + " |")
+        for name in dict.fromkeys(a["arch"] for a in arch):
+            cells = []
+            for lib in libs:
+                tries = [a for a in arch if a["arch"] == name and a["library"] == lib]
+                good = [a for a in tries if a["ok"] and a["runs"]]
+                if good:
+                    a = good[0]
+                    cells.append(f"yes ({a['params_before'] / 1e3:.0f}k → {a['params_after'] / 1e3:.0f}k parameters)")
+                else:
+                    cells.append("no: " + "; ".join(
+                        (f"{a['variant']}: " if len(tries) > 1 else "")
+                        + (a.get("error") or "pruned model does not run")[:90] for a in tries))
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
 def main() -> None:
-    body = "\n".join([START, "", *mask_speed(), *quality(), *engine_combos(), *llm(), END])
+    body = "\n".join([START, "", *mask_speed(), *quality(), *engine_combos(), *structured(), *llm(), END])
     readme = ROOT / "README.md"
     text = readme.read_text()
     head, _, rest = text.partition(START)

@@ -209,3 +209,14 @@ def test_report_is_json():
     rep = st.prune(model, X, ratio=0.25)
     doc = json.loads(json.dumps(rep.to_dict()))
     assert doc["params_after"] == st.count_params(model) and doc["mac_ratio"] < 1
+
+
+def test_latency_clocks():
+    models = [mlp(), mlp(1)]
+    wall = st.latency(models, X, rounds=3, warmup=1)
+    cpu = st.latency(models, X, rounds=3, warmup=1, clock="thread")
+    assert len(wall) == len(cpu) == 2 and all(t > 0 for t in wall + cpu)
+    with pytest.raises(InvalidArgumentError, match="threads=1"):
+        st.latency(models, X, clock="thread", threads=2)
+    with pytest.raises(InvalidArgumentError, match="clock"):
+        st.latency(models, X, clock="sundial")

@@ -3,6 +3,7 @@ latency (median of repeated runs at a fixed thread count, several models timed i
 affects them alike)."""
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..errors import InvalidArgumentError
 from .trace import call
 
 
@@ -33,12 +35,24 @@ def count_macs(model: nn.Module, inputs: Any) -> int:
 
 
 def latency(models: Sequence[nn.Module], inputs: Any, *, rounds: int = 30, warmup: int = 3,
-            threads: int | None = 1) -> list[float]:
-    """Median seconds per forward of each model, timed interleaved: every round runs each model once in turn."""
+            threads: int | None = 1, clock: str = "wall", seed: int = 0) -> list[float]:
+    """Median seconds per forward of each model, timed interleaved: every round runs each model once, in a fresh
+    random order (so no model always follows the same one and inherits its caches).
+
+    ``clock="wall"`` (``time.perf_counter``) or ``"thread"`` (``time.thread_time_ns``: the CPU time of the calling
+    thread, which with ``threads=1`` holds all of a forward's work; unlike wall time it does not count the slices a
+    busy machine preempts it for, so it is the clock to use when other jobs share the cores).
+    """
+    if clock not in ("wall", "thread"):
+        raise InvalidArgumentError(f"clock must be 'wall' or 'thread', got {clock!r}")
+    if clock == "thread" and threads != 1:
+        raise InvalidArgumentError("clock='thread' measures the calling thread only: use it with threads=1")
+    now = time.perf_counter_ns if clock == "wall" else time.thread_time_ns
+    rng = random.Random(seed)
     old = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
-    times: list[list[float]] = [[] for _ in models]
+    times: list[list[int]] = [[] for _ in models]
     try:
         with torch.inference_mode():
             for m in models:
@@ -46,10 +60,10 @@ def latency(models: Sequence[nn.Module], inputs: Any, *, rounds: int = 30, warmu
                 for _ in range(warmup):
                     call(m, inputs)
             for _ in range(rounds):
-                for i, m in enumerate(models):
-                    t0 = time.perf_counter()
-                    call(m, inputs)
-                    times[i].append(time.perf_counter() - t0)
+                for i in rng.sample(range(len(models)), len(models)):
+                    t0 = now()
+                    call(models[i], inputs)
+                    times[i].append(now() - t0)
     finally:
         torch.set_num_threads(old)
-    return [statistics.median(t) for t in times]
+    return [statistics.median(t) / 1e9 for t in times]
