@@ -275,8 +275,47 @@ def structured() -> list[str]:
     return out
 
 
+def structured_llm() -> list[str]:
+    doc = _load("structured_llm.json")
+    if not doc:
+        return []
+    d, st = doc["dense"], doc["settings"]
+    out = ["### Structured pruning of the Shakespeare Llama (`python benchmarks/structured_llm.py`)", "",
+           "Whole key/value head groups and MLP neurons removed physically (residual width kept), or whole decoder "
+           "layers (Block Influence). Perplexity on the held-out plays right after pruning → after "
+           f"{st['finetune_steps']} steps of recovery fine-tuning ({st['finetune']}); latency of one "
+           f"{st['seqlen']}-token row, dense and pruned timed interleaved, one thread. Dense: "
+           f"{d['params'] / 1e6:.2f}M parameters, {d['macs'] / 1e6:.0f}M MACs, perplexity {d['perplexity']:.2f}. "
+           + _machine(doc), "",
+           "| run | parameters | MACs | speed-up | perplexity | after fine-tuning |", "|---|---|---|---|---|---|"]
+    for r in doc["runs"]:
+        out.append(f"| {r['run']} | {r['params'] / 1e6:.2f}M | {r['macs'] / 1e6:.0f}M | {r['speedup']:.2f}x | "
+                   f"{r['perplexity']:.2f} | {r['perplexity_finetuned']:.2f} |")
+    return out + [""]
+
+
+def llm_stream() -> list[str]:
+    doc = _load("llm_stream.json")
+    if not doc:
+        return []
+    st = doc["settings"]
+    out = ["### Streaming a checkpoint larger than memory (`python benchmarks/llm_stream.py`)", "",
+           f"Llama checkpoints of one shape (hidden {st['hidden']}, vocabulary {st['vocab']}, {st['dtype']}, random "
+           f"weights) at two depths, pruned at {st['sparsity']:.0%} with {st['nsamples']} calibration rows of "
+           f"{st['seqlen']} tokens by `llm.prune_checkpoint` (stream) and, for contrast, by loading the model and "
+           "calling `llm.prune` (load); each in a fresh process, peak RSS = its VmHWM (about 0.45 GB of it is "
+           "Python, torch and transformers). " + _machine(doc), "",
+           "| blocks | method | mode | checkpoint | peak RSS | s / block |", "|---|---|---|---|---|---|"]
+    for r in doc["runs"]:
+        out.append(f"| {r['layers']} | {r['method']} | {r['mode']} | {r['checkpoint_bytes'] / 2**20:.0f} MiB | "
+                   f"{r['peak_rss_bytes'] / 2**20:.0f} MiB | {r['seconds_per_block']:.2f} |")
+    ratios = ", ".join(f"{m} {v:.3f}" for m, v in doc.get("peak_ratio_deep_over_shallow", {}).items())
+    return out + ["", f"Peak RSS of the deeper streamed prune over the shallower one: {ratios} (goal ≤ 1.1).", ""]
+
+
 def main() -> None:
-    body = "\n".join([START, "", *mask_speed(), *quality(), *engine_combos(), *structured(), *llm(), END])
+    body = "\n".join([START, "", *mask_speed(), *quality(), *engine_combos(), *structured(), *structured_llm(),
+                      *llm(), *llm_stream(), END])
     readme = ROOT / "README.md"
     text = readme.read_text()
     head, _, rest = text.partition(START)
