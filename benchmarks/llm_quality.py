@@ -38,8 +38,10 @@ from secateurs.criteria.gblm import gradient_norms  # noqa: E402
 from secateurs.llm.output import library_versions  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "llm_quality.json"
-METHODS = ["magnitude", "wanda", "sparsegpt", "gblm"]
-TARGETS = [("unstructured", 0.5), ("unstructured", 0.7), ("2:4", None), ("4:8", None)]
+METHODS = ["magnitude", "wanda", "sparsegpt", "gblm", "ria", "dsnot", "alps"]
+ALLOCATIONS = ["uniform", "owl"]
+TARGETS = [("unstructured", 0.5), ("unstructured", 0.6), ("unstructured", 0.7), ("unstructured", 0.8),
+           ("2:4", None), ("4:8", None)]
 OWL = {"unstructured": {"owl_lambda": 0.08, "owl_m": 5.0}, "nm": {"owl_lambda": 2.0, "owl_m": 6.0}}
 
 
@@ -66,7 +68,7 @@ def grid(model_dense, calib_rows, score, methods, log) -> list[dict]:
     grads = _gradients(model_dense, calib_rows) if "gblm" in methods else None
     for method in methods:
         for pattern, sparsity in TARGETS:
-            for allocation in ("uniform", "owl"):
+            for allocation in ALLOCATIONS:
                 model = copy.deepcopy(model_dense)
                 opts = _owl_options(pattern, ratios) if allocation == "owl" else {}
                 if method == "gblm":
@@ -127,7 +129,7 @@ def minilm_part(args, log) -> dict:
     runs = grid(dense, rows, score, [m for m in METHODS if m != "gblm"], log)
     runs += [{"method": "gblm", "pattern": p, "sparsity": s, "allocation": a,
               "not_applicable": "GBLM needs gradients of a language-modelling loss; MiniLM has no LM head"}
-             for p, s in TARGETS for a in ("uniform", "owl")]
+             for p, s in TARGETS for a in ALLOCATIONS]
     return {"model": str(path), "parameters": sum(p.numel() for p in dense.parameters()),
             "calibration": {"source": "shakespeare calibration plays", "nsamples": args.nsamples,
                             "seqlen": args.minilm_seqlen, "seed": 0},
@@ -143,7 +145,12 @@ def main() -> None:
     ap.add_argument("--minilm-seqlen", type=int, default=128)
     ap.add_argument("--sentences", type=int, default=256)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--methods", nargs="+", default=None, help="re-run only these (other rows are kept)")
+    ap.add_argument("--allocations", nargs="+", default=None, help="re-run only these (other rows are kept)")
     args = ap.parse_args()
+    global METHODS, ALLOCATIONS
+    METHODS = args.methods or METHODS
+    ALLOCATIONS = args.allocations or ALLOCATIONS
     torch.manual_seed(0)
 
     def log(row):
@@ -151,10 +158,17 @@ def main() -> None:
 
     doc = json.loads(args.out.read_text()) if args.out.exists() else {}
     t0 = time.perf_counter()
+    def merged(key: str, part: dict) -> dict:
+        """Rows of methods not re-run now are kept from the previous results."""
+        old = [r for r in doc.get(key, {}).get("runs", [])
+               if r["method"] not in METHODS or r["allocation"] not in ALLOCATIONS]
+        part["runs"] = old + part["runs"]
+        return part
+
     if args.part in ("all", "llama"):
-        doc["shakespeare_llama"] = llama_part(args, log)
+        doc["shakespeare_llama"] = merged("shakespeare_llama", llama_part(args, log))
     if args.part in ("all", "minilm"):
-        doc["minilm"] = minilm_part(args, log)
+        doc["minilm"] = merged("minilm", minilm_part(args, log))
     doc.update({"benchmark": "llm_quality", "machine": machine_info(), "versions": library_versions(),
                 "command": "python benchmarks/llm_quality.py " + " ".join(sys.argv[1:]),
                 "seconds_last_run": round(time.perf_counter() - t0, 1),

@@ -294,6 +294,28 @@ def structured_llm() -> list[str]:
     return out + [""]
 
 
+def llm_alps() -> list[str]:
+    doc = _load("llm_alps.json")
+    if not doc:
+        return []
+    st = doc["settings"]
+    out = ["### ALPS against its authors' code (`python benchmarks/llm_alps.py`)", "",
+           f"Shakespeare Llama, the same calibration rows ({st.get('nsamples', '?')} × {st.get('seqlen', '?')}) and "
+           f"evaluation windows for every implementation, one thread each; dense perplexity "
+           f"{doc['dense_perplexity']:.3f}. ALPS (Meng et al. 2024) as secateurs' criterion + solver, the reference "
+           "(mazumder-lab/ALPS, its `cuda:0` replaced by `cpu` at import), and secateurs' SparseGPT. "
+           + _machine(doc), "",
+           "| target | ALPS (ours) | ALPS (reference) | SparseGPT (ours) | ours / reference time | mask agreement |",
+           "|---|---|---|---|---|---|"]
+    for r in doc["runs"]:
+        a, ref, sg = r["secateurs"], r["reference"], r["sparsegpt"]
+        target = r["pattern"] if ":" in r["pattern"] else f"{float(r['pattern']):.0%}"
+        out.append(f"| {target} | {a['perplexity']:.3f} ({a['prune_seconds']:.1f} s) | {ref['perplexity']:.3f} "
+                   f"({ref['prune_seconds']:.1f} s) | {sg['perplexity']:.3f} ({sg['prune_seconds']:.1f} s) | "
+                   f"{r['time_ratio']:.2f} | {r['mask_agreement']:.3f} |")
+    return out + [""]
+
+
 def llm_stream() -> list[str]:
     doc = _load("llm_stream.json")
     if not doc:
@@ -315,7 +337,7 @@ def llm_stream() -> list[str]:
 
 def main() -> None:
     body = "\n".join([START, "", *mask_speed(), *quality(), *engine_combos(), *structured(), *structured_llm(),
-                      *llm(), *llm_stream(), END])
+                      *llm(), *llm_alps(), *llm_stream(), END])
     readme = ROOT / "README.md"
     text = readme.read_text()
     head, _, rest = text.partition(START)
