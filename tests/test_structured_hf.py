@@ -87,3 +87,10 @@ def test_gpt2_fused_attention_and_tied_embeddings(tmp_path):
     st.save(model, tmp_path / "g")
     again = st.load_pretrained(tmp_path / "g")
     torch.testing.assert_close(outputs(again, {"input_ids": IDS}), outputs(model, {"input_ids": IDS}))
+
+
+def test_llama_random_importance_never_touches_rotary_buffers():
+    model = llama()
+    rep = st.prune(model, {"input_ids": IDS}, ratio=0.3, importance="random", ignore=["model.embed_tokens"])
+    assert all("rotary" not in m["param"] for g in rep.groups for m in g["members"])
+    assert model.model.rotary_emb.inv_freq.numel() == 8 and outputs(model, {"input_ids": IDS}).shape[-1] == 100

@@ -98,6 +98,13 @@ class HeadAdapter:
     def trace(self, tr: Any, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         s = self.spec
         x = args[0] if args else kwargs.get("hidden_states")
+        from .graph import fix
+        from .trace import _tensors
+
+        for t in _tensors((args, kwargs)):  # rotary tables, masks...: how the module reads them is not traced
+            if t is not x:
+                for lab in tr.get(t):
+                    fix(lab, f"read inside attention {self.name}")
         rep = s.heads // s.kv_heads
         self.space = hs = tr.new_space(s.kv_heads, kind="heads")
         q_lab: Label = ((hs, rep * s.head_dim),)

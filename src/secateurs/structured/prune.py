@@ -166,7 +166,8 @@ class _Pruner:
         for s in spaces:
             if s.fixed:
                 self.fixed[s.fixed] = self.fixed.get(s.fixed, 0) + 1
-            elif s.members and s.size > 1:
+            elif s.size > 1 and any(isinstance(m.param, nn.Parameter) for m in s.members):
+                # spaces of buffers alone (rotary frequencies...) are computed, not learned: never pruned
                 self.groups.append(Group(s, _member_names(s, names)))
 
     def score(self) -> None:
