@@ -147,7 +147,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--methods", nargs="+", default=None, help="re-run only these (other rows are kept)")
     ap.add_argument("--allocations", nargs="+", default=None, help="re-run only these (other rows are kept)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: a busy shared machine makes more threads much slower, not faster)")
     args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     global METHODS, ALLOCATIONS
     METHODS = args.methods or METHODS
     ALLOCATIONS = args.allocations or ALLOCATIONS
