@@ -17,9 +17,9 @@ def test_methods_json(runner):
     assert set(doc) == {"criteria", "scopes", "allocations", "patterns", "solvers", "importances"}
     assert set(doc["importances"]) == {"l1", "l2", "bn_scale", "taylor", "fpgm", "random"}
     assert set(doc["criteria"]) == {"magnitude", "random", "snip", "grasp", "synflow", "taylor", "wanda", "gblm",
-                                    "sparsegpt"}
+                                    "sparsegpt", "alps", "ria", "dsnot"}
     assert set(doc["allocations"]) == {"global", "uniform", "er", "erk", "owl"}
-    assert set(doc["scopes"]) == {"row", "layer"} and set(doc["solvers"]) == {"sparsegpt"}
+    assert set(doc["scopes"]) == {"row", "layer"} and set(doc["solvers"]) == {"sparsegpt", "alps", "dsnot"}
     assert doc["criteria"] == names("criterion")
 
 

@@ -10,6 +10,10 @@ the unfolded patches ``in_channels x kernel`` for Conv1d/Conv2d (as SparseGPT's 
   lib/layerwrapper.py ``WrappedGPT.add_batch``): ``sqrt(scaler_row)`` is ``||X_j||₂/sqrt(nsamples)``.
 * ``hessian`` — running ``H = (2/n) Σ x xᵀ`` in float32 (SparseGPT, Frantar & Alistarh 2023,
   sparsegpt.py ``add_batch``).
+* ``sum_row`` — running mean over samples of ``Σ_tokens X_j`` (DSnoT, Zhang et al. 2024; zyxxmu/DSnoT
+  lib/layerwrapper.py ``sum_metric_row``): tokens-per-sample × the mean of input j.
+* ``var_row`` — the variance of input j over tokens (DSnoT's ``var``): within each sequence, averaged over
+  sequences weighted by their tokens, as the reference; over all rows pooled for flat (one-token) samples.
 
 A sample is a sequence for (batch, tokens, features) inputs and a row for (batch, features) inputs; statistics
 are kept in float32 whatever the model's dtype.
@@ -44,20 +48,33 @@ class Statistic:
         raise NotImplementedError
 
 
-@register("statistic", "scaler_row")
-class ScalerRow(Statistic):
-    """Running mean over samples of ``||X_j||²`` per input column j (Wanda's ``scaler_row``):
-    ``scaler *= n/(n+b); scaler += ||x_j||²/(n+b)`` for a batch of b samples."""
+class _RunningRowMean(Statistic):
+    """Running mean over samples of ``Σ_tokens f(X_j)`` per input column j: ``value *= n/(n+b);
+    value += Σ f(x_j)/(n+b)`` for a batch of b samples, as the references accumulate it."""
 
     def __init__(self, cols: int, device: torch.device):
         super().__init__(cols, device)
         self.value = torch.zeros(cols, device=device, dtype=torch.float32)
 
+    @staticmethod
+    def f(x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     def add(self, x: torch.Tensor, nseq: int) -> None:
         x = x.reshape(-1, x.shape[-1]).float()
         self.value *= self.nsamples / (self.nsamples + nseq)
         self.nsamples += nseq
-        self.value += (x * x).sum(dim=0) / self.nsamples
+        self.value += self.f(x).sum(dim=0) / self.nsamples
+
+
+@register("statistic", "scaler_row")
+class ScalerRow(_RunningRowMean):
+    """Running mean over samples of ``||X_j||²`` per input column j (Wanda's ``scaler_row``):
+    ``scaler *= n/(n+b); scaler += ||x_j||²/(n+b)`` for a batch of b samples."""
+
+    @staticmethod
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return x * x
 
 
 @register("statistic", "hessian")
@@ -74,6 +91,61 @@ class Hessian(Statistic):
         self.nsamples += nseq
         x = math.sqrt(2 / self.nsamples) * x
         self.value.addmm_(x.t(), x)
+
+
+@register("statistic", "sum_row")
+class SumRow(_RunningRowMean):
+    """Running mean over samples of ``Σ_tokens X_j`` per input column j (DSnoT's ``sum_metric_row``, Zhang et al.
+    2024, zyxxmu/DSnoT lib/layerwrapper.py ``add_batch``): ``value *= n/(n+b); value += Σ x_j/(n+b)`` for a batch
+    of b samples — the update of :class:`ScalerRow` with ``x`` in place of ``x²``.  ``W_ij · value_j`` is then the
+    expected contribution of weight ij to the sum over a sample's tokens of output i (the expected value of the
+    paper's reconstruction-error term, without a factor ``1/tokens``: the reference omits it, and its
+    ``update_threshold`` is on this scale)."""
+
+    @staticmethod
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+@register("statistic", "var_row")
+class VarRow(Statistic):
+    """Population variance of each input column over tokens (DSnoT's ``var``, Zhang et al. 2024, zyxxmu/DSnoT
+    lib/layerwrapper.py ``add_batch``).
+
+    As the reference, for samples of several tokens (a sequence, a conv input's patches) it is the variance
+    *within* each sample, averaged over samples weighted by their token counts
+    (``var = (var·n + var_s·t_s)/(n + t_s)``; the reference sees one sequence per call, so its per-call variance
+    is a per-sequence one).  For one-token samples (a flat model's rows, whose within-sample variance is 0) the
+    variance is pooled over every row seen (Chan et al.'s parallel update): the limit the reference's per-batch
+    variance tends to, but independent of the batch size."""
+
+    def __init__(self, cols: int, device: torch.device):
+        super().__init__(cols, device)
+        self.value = torch.zeros(cols, device=device, dtype=torch.float32)
+        self.ntokens = 0
+        self._mean = torch.zeros(cols, device=device, dtype=torch.float32)  # pooled mode only
+
+    def add(self, x: torch.Tensor, nseq: int) -> None:
+        x = x.reshape(-1, x.shape[-1]).float()
+        tokens = x.shape[0]
+        self.nsamples += nseq
+        if nseq > 0 and tokens % nseq == 0 and tokens // nseq > 1:  # sequences: within-sample variance
+            per = tokens // nseq
+            for s in x.reshape(nseq, per, -1):
+                v = torch.var(s, dim=0, unbiased=False)
+                self.value = v if self.ntokens == 0 else (self.value * self.ntokens + v * per) / (self.ntokens + per)
+                self.ntokens += per
+            return
+        if tokens == 0:
+            return
+        mean = x.mean(dim=0)  # one-token samples: pooled over all rows (Chan, Golub & LeVeque 1979)
+        m2 = ((x - mean) ** 2).sum(dim=0)
+        n, total = self.ntokens, self.ntokens + tokens
+        delta = mean - self._mean
+        m2_all = self.value * n + m2 + delta ** 2 * (n * tokens / total)
+        self._mean = self._mean + delta * (tokens / total)
+        self.value = m2_all / total
+        self.ntokens = total
 
 
 def _conv_geometry(mod: nn.Module) -> tuple[tuple[int, ...], ...] | None:
