@@ -23,8 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
-from argparse import Namespace
 from pathlib import Path
 
 import torch
@@ -32,7 +30,6 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 OUT = HERE / "results" / "llm_gpu.json"
-REFS = HERE.parent / ".refs"
 
 
 def build(args, device: torch.device):
@@ -47,36 +44,6 @@ def build(args, device: torch.device):
     with torch.device(device):
         model = T.LlamaForCausalLM(cfg).to(dtype)
     return model.eval()
-
-
-def reference(model, rows: torch.Tensor, method: str, device: torch.device) -> None:
-    from llm_reference import _no_download, _unwrap_layers, _wrap_layers
-
-    model.seqlen = rows.shape[1]
-    model.hf_device_map = {}
-    _wrap_layers(model)
-    try:
-        if method == "wanda":
-            sys.path.insert(0, str(REFS / "wanda"))
-            sys.modules.setdefault("datasets", types.SimpleNamespace(load_dataset=_no_download))
-            import lib.prune as wanda_prune
-
-            wanda_prune.get_loaders = lambda name, nsamples, seed, seqlen, tokenizer: (
-                [(r[None].clone(), r[None].clone()) for r in rows], None)
-            a = Namespace(nsamples=rows.shape[0], seed=0, sparsity_ratio=0.5, use_variant=False)
-            wanda_prune.prune_wanda(a, model, None, device, prune_n=0, prune_m=0)
-        else:
-            sys.path.insert(0, str(REFS / "sparsegpt"))
-            if device.type != "cuda":
-                torch.cuda.synchronize = lambda *a, **k: None
-            import llama as sparsegpt_llama
-
-            sparsegpt_llama.args = Namespace(
-                nsamples=rows.shape[0], true_sequential=False, minlayer=-1, maxlayer=1000, prune_only="",
-                invert=False, wbits=16, sparsity=0.5, prunen=0, prunem=0, percdamp=0.01, blocksize=128)
-            sparsegpt_llama.llama_sequential(model, [(r[None], r[None]) for r in rows], device)
-    finally:
-        _unwrap_layers(model)
 
 
 def worker(args) -> None:
@@ -95,7 +62,9 @@ def worker(args) -> None:
         rep = prune(model, rows, method=args.method, sparsity=0.5, device=device, progress=False)
         block_seconds = rep.block_seconds
     else:
-        reference(model, rows.to(device), args.method, device)
+        from llm_reference import run_reference
+
+        run_reference(model, None, rows.to(device), args.method, "unstructured", 0.5, device)
     if device.type == "cuda":
         torch.cuda.synchronize()
     secs = time.perf_counter() - t0

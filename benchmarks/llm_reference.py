@@ -91,7 +91,8 @@ def _nm(pattern: str) -> tuple[int, int]:
     return m - keep, m
 
 
-def run_reference(model, tokenizer, rows: torch.Tensor, method: str, pattern: str, sparsity: float) -> None:
+def run_reference(model, tokenizer, rows: torch.Tensor, method: str, pattern: str, sparsity: float,
+                  device: torch.device = torch.device("cpu")) -> None:
     prune_n, prune_m = _nm(pattern)
     model.seqlen = rows.shape[1]
     model.hf_device_map = {}
@@ -105,17 +106,18 @@ def run_reference(model, tokenizer, rows: torch.Tensor, method: str, pattern: st
             wanda_prune.get_loaders = lambda name, nsamples, seed, seqlen, tokenizer: (
                 [(r[None].clone(), r[None].clone()) for r in rows], None)
             args = Namespace(nsamples=rows.shape[0], seed=0, sparsity_ratio=sparsity, use_variant=False)
-            wanda_prune.prune_wanda(args, model, tokenizer, torch.device("cpu"), prune_n=prune_n, prune_m=prune_m)
+            wanda_prune.prune_wanda(args, model, tokenizer, device, prune_n=prune_n, prune_m=prune_m)
         else:
             sys.path.insert(0, str(REFS / "sparsegpt"))
-            torch.cuda.synchronize = lambda *a, **k: None  # CPU-only machine
+            if device.type != "cuda":
+                torch.cuda.synchronize = lambda *a, **k: None  # CPU-only machine
             import llama as sparsegpt_llama  # IST-DASLab/sparsegpt
 
             sparsegpt_llama.args = Namespace(
                 nsamples=rows.shape[0], true_sequential=False, minlayer=-1, maxlayer=1000, prune_only="",
                 invert=False, wbits=16, sparsity=sparsity, prunen=prune_n, prunem=prune_m, percdamp=0.01,
                 blocksize=128)
-            sparsegpt_llama.llama_sequential(model, [(r[None], r[None]) for r in rows], torch.device("cpu"))
+            sparsegpt_llama.llama_sequential(model, [(r[None], r[None]) for r in rows], device)
     finally:
         _unwrap_layers(model)
 
