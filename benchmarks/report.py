@@ -316,6 +316,25 @@ def llm_alps() -> list[str]:
     return out + [""]
 
 
+def llm_ria_dsnot() -> list[str]:
+    doc = _load("llm_ria_dsnot.json")
+    if not doc:
+        return []
+    refs = ", ".join(f"{k}@{v[:7]}" for k, v in doc["references"].items())
+    st = doc["settings"]
+    out = ["### RIA and DSnoT against their authors' code (`python benchmarks/llm_ria_dsnot.py`)", "",
+           f"Shakespeare Llama, the same {st['nsamples']} x {st['seqlen']} calibration rows and evaluation windows; "
+           f"references {refs}; RIA: {st['ria']}; DSnoT: {st['dsnot']}. Dense perplexity "
+           f"{doc['dense_perplexity']:.2f}. " + _machine(doc), "",
+           "| method | target | perplexity secateurs / reference | equal mask entries |", "|---|---|---|---|"]
+    for r in doc["runs"]:
+        name = r["method"] + (f"({r['base']})" if r.get("base") else "")
+        target = r["pattern"] if r["pattern"] != "unstructured" else f"{r['sparsity']:.0%}"
+        out.append(f"| {name} | {target} | {r['secateurs']['perplexity']:.3f} / {r['reference']['perplexity']:.3f} "
+                   f"| {r['mask_agreement']:.5f} |")
+    return out + [""]
+
+
 def llm_stream() -> list[str]:
     doc = _load("llm_stream.json")
     if not doc:
@@ -337,7 +356,7 @@ def llm_stream() -> list[str]:
 
 def main() -> None:
     body = "\n".join([START, "", *mask_speed(), *quality(), *engine_combos(), *structured(), *structured_llm(),
-                      *llm(), *llm_alps(), *llm_stream(), END])
+                      *llm(), *llm_alps(), *llm_ria_dsnot(), *llm_stream(), END])
     readme = ROOT / "README.md"
     text = readme.read_text()
     head, _, rest = text.partition(START)
