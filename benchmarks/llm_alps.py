@@ -46,7 +46,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from llm_common import reset_peak, shakespeare_setup, vm_bytes  # noqa: E402
+from llm_common import run_worker, reset_peak, shakespeare_setup, vm_bytes  # noqa: E402
 from llm_reference import _compare, _unwrap_layers, _wrap_layers  # noqa: E402  (the same calling glue)
 
 REFS = HERE.parent / ".refs"
@@ -137,14 +137,7 @@ def _spawn(impl: str, pattern: str, args, tmp: Path) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--pattern", pattern, "--result", str(result),
            "--weights", str(weights), "--nsamples", str(args.nsamples), "--seqlen", str(args.seqlen),
            "--eval-windows", str(args.eval_windows), "--threads", str(args.threads)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode:
-        raise RuntimeError(f"{impl} {pattern} failed:\n{proc.stderr[-3000:]}")
-    doc = json.loads(result.read_text())
-    doc["process_seconds"] = round(time.perf_counter() - t0, 1)
-    doc["weights_file"] = str(weights)
-    return doc
+    return run_worker(cmd, result, weights, f"{impl} {pattern}")
 
 
 def main() -> None:

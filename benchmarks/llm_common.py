@@ -43,3 +43,19 @@ def shakespeare_setup(path: Any, kind: str, nsamples: int,
     rows = draw_windows(calib, nsamples, seqlen, seed=0)
     held = load_token_ids(shakespeare_text_file("heldout"), tokenizer=tok)
     return model, tok, rows, held, int(calib.numel())
+
+
+def run_worker(cmd: list[str], result: Any, weights: Any, tag: str) -> dict:
+    """Run one benchmark worker subprocess; its JSON result plus the process's wall seconds and weights file."""
+    import json
+    import subprocess
+    import time
+
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{tag} failed:\n{proc.stderr[-3000:]}")
+    doc = json.loads(result.read_text())
+    doc["process_seconds"] = round(time.perf_counter() - t0, 1)
+    doc["weights_file"] = str(weights)
+    return doc

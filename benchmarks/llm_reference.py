@@ -41,7 +41,7 @@ from torch import nn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from llm_common import reset_peak, shakespeare_setup, vm_bytes  # noqa: E402
+from llm_common import run_worker, reset_peak, shakespeare_setup, vm_bytes  # noqa: E402
 REFS = HERE.parent / ".refs"
 RESULTS = HERE / "results" / "llm_reference.json"
 CONFIGS = [("wanda", "unstructured", 0.5), ("wanda", "2:4", None), ("sparsegpt", "unstructured", 0.5),
@@ -173,14 +173,7 @@ def _spawn(impl: str, method: str, pattern: str, args, tmp: Path) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--method", method, "--pattern", pattern,
            "--result", str(result), "--weights", str(weights), "--nsamples", str(args.nsamples),
            "--seqlen", str(args.seqlen), "--eval-windows", str(args.eval_windows)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode:
-        raise RuntimeError(f"{impl} {method} {pattern} failed:\n{proc.stderr[-3000:]}")
-    doc = json.loads(result.read_text())
-    doc["process_seconds"] = round(time.perf_counter() - t0, 1)
-    doc["weights_file"] = str(weights)
-    return doc
+    return run_worker(cmd, result, weights, f"{impl} {method} {pattern}")
 
 
 def _compare(a: dict, b: dict) -> dict:

@@ -51,7 +51,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from llm_common import shakespeare_setup  # noqa: E402
+from llm_common import run_worker, shakespeare_setup  # noqa: E402
 
 REFS = HERE.parent / ".refs"
 RESULTS = HERE / "results" / "llm_ria_dsnot.json"
@@ -192,14 +192,7 @@ def _spawn(impl: str, method: str, pattern: str, sparsity: float | None, args, t
            "--sparsity", str(-1 if sparsity is None else sparsity), "--result", str(result), "--weights",
            str(weights), "--nsamples", str(args.nsamples), "--seqlen", str(args.seqlen),
            "--eval-windows", str(args.eval_windows)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode:
-        raise RuntimeError(f"{tag} failed:\n{proc.stderr[-3000:]}")
-    doc = json.loads(result.read_text())
-    doc["process_seconds"] = round(time.perf_counter() - t0, 1)
-    doc["weights_file"] = str(weights)
-    return doc
+    return run_worker(cmd, result, weights, tag)
 
 
 def _commit(name: str) -> str:
