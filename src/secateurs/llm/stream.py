@@ -154,7 +154,7 @@ def _write_json(path: Path, doc: dict) -> None:
     os.replace(tmp, path)
 
 
-def _fingerprint(model_dir: Path, shards: Shards, rows: torch.Tensor | None, args: dict) -> dict:
+def _fingerprint(shards: Shards, rows: torch.Tensor | None, args: dict) -> dict:
     h = hashlib.sha256()
     for k in sorted(shards.shapes):
         h.update(f"{k}{shards.shapes[k]}".encode())
@@ -236,7 +236,7 @@ def prune_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, c
                                    tokenizer=tokenizer)
     args = {"method": method, "sparsity": sparsity, "pattern": pattern, "allocation": allocation, "seed": seed,
             "blocks": blocks_path, "batch_size": batch_size, "scope": scope, "solver": solver, "options": options}
-    fingerprint = _fingerprint(src, shards, rows, args)
+    fingerprint = _fingerprint(shards, rows, args)
     done = 0
     if work.exists():
         st_file = work / STATE_FILE

@@ -143,8 +143,8 @@ class _Pruner:
         self.model.eval()
         self.adapters = find_adapters(self.model)
         try:
-            self.out_before = call(self.model, self.inputs)
             self.tr = trace(self.model, self.inputs, self.adapters)
+            self.out_before = self.tr.output
         except PruningError:
             raise
         except Exception as e:  # a wrong example input: the model's own error, re-raised as ours

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .graph import Label, Space, expand, fix, length, unify
+from .graph import Label, Member, Space, _split, expand, fix, length, unify
 
 Handler = Callable[["Tracer", str, tuple, dict, Any], None]
 _OPS: dict[str, Handler] = {}
@@ -89,7 +89,6 @@ class Tracer(TorchFunctionMode):
             if p.shape[dim] <= 1:
                 return None
             s = self.new_space(p.shape[dim])
-            from .graph import Member
             s.members.append(Member(p, dim, 0, 1))
             self.bound[key] = ((s, 1),)
             self.alive.append(p)
@@ -97,7 +96,6 @@ class Tracer(TorchFunctionMode):
 
     def bind_pieces(self, p: torch.Tensor, dim: int, label: Label) -> None:
         """Declare that dimension ``dim`` of ``p`` is laid out as ``label`` (used by attention adapters)."""
-        from .graph import Member
         off = 0
         for s, inner in label:
             s.root().members.append(Member(p, dim % p.dim(), off, inner))
@@ -230,7 +228,7 @@ def _present(tr: Tracer, params: tuple, dim: int) -> list[Label]:
     "selu", "celu", "softplus", "mish", "hardswish", "hardsigmoid", "logsigmoid", "square", "reciprocal", "sign",
     "floor", "ceil", "round", "float", "half", "bfloat16", "double", "to", "type", "type_as", "contiguous",
     "clone", "detach", "requires_grad", "nan_to_num", "softmax", "log_softmax", "gelu_new", "fill", "zero",
-    "cpu", "cuda", "identity", "glu_no", "tanhshrink", "softsign", "prelu_no", "silu_", "tril", "triu", "cumsum")
+    "cpu", "cuda", "identity", "tanhshrink", "softsign", "tril", "triu", "cumsum")
 def _elementwise(tr: Tracer, name: str, args: tuple, kwargs: dict, out: Any) -> None:
     outs = _tensors(out)
     if len(outs) != 1:
@@ -386,7 +384,6 @@ def _slice(tr: Tracer, lab: Label, start: int, stop: int) -> Label:
         return None
     if start == 0 and stop == length(lab):
         return lab
-    from .graph import _split
     out, pos = [], 0
     pieces = expand(lab)
     k = 0
@@ -531,7 +528,7 @@ def _reshape(tr: Tracer, name: str, args: tuple, kwargs: dict, out: Any) -> None
     tr.set(out, _reshape_labels(tr, list(x.shape), tr.get(x), list(out.shape)))
 
 
-@op("permute", "transpose", "swapaxes", "swapdims", "t", "movedim", "__get_T")
+@op("permute", "transpose", "swapaxes", "swapdims", "t", "movedim")
 def _permute(tr: Tracer, name: str, args: tuple, kwargs: dict, out: torch.Tensor) -> None:
     x = args[0]
     lx, n = tr.get(x), x.dim()
@@ -682,7 +679,7 @@ def _no_coupling(tr: Tracer, name: str, args: tuple, kwargs: dict, out: Any) -> 
 def trace(model: nn.Module, inputs: Any, adapters: dict[int, Any]) -> Tracer:
     """Run ``model`` once on ``inputs`` under the tracer; returns it with every space found."""
     tr = Tracer(model, adapters)
-    tr.run(inputs)
+    tr.output = tr.run(inputs)  # the model's own outputs: callers compare the pruned model's with them
     for w in dict.fromkeys(tr.warnings):
         warnings.warn(f"secateurs.structured: {w}", stacklevel=3)
     return tr
