@@ -10,8 +10,9 @@ passes through unchanged).  Scores, from the blocks' inputs and outputs on the e
   blocks with the smallest distance are removed together.
 * ``random`` — a seeded random choice, the baseline.
 
-The same call on an untrained model is layer pruning at initialisation (Jordao et al. 2023, "When Layers Play the
-Lottery, all Tickets Win at Initialization" prune residual blocks before training).
+The same call on an untrained model removes blocks before training, the setting of Jordao et al. 2023 ("When
+Layers Play the Lottery, all Tickets Win at Initialization"); their own layer-scoring criterion is not implemented
+here — only the scores above are.
 """
 from __future__ import annotations
 
