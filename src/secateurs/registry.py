@@ -24,6 +24,9 @@ _PACKAGES = {
     "dataset": "secateurs.zoo",
     "solver": "secateurs.solvers",
     "importance": "secateurs.structured.importance",
+    "schedule": "secateurs.schedules",
+    "scorer": "secateurs.data",
+    "selector": "secateurs.data",
 }
 
 

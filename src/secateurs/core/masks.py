@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..errors import InvalidArgumentError
 from .targets import Target
 
 
@@ -20,9 +21,18 @@ class Mask(nn.Module):
     def __init__(self, mask: torch.Tensor):
         super().__init__()
         self.register_buffer("mask", mask.to(torch.bool))
+        # when a tensor: backward adds dL/dW of the *effective* weight here, pruned entries included (RigL's
+        # "dense gradient"); the gradient of the original is masked, so it cannot give those entries
+        self.dense_grad: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.mask
+        out = x * self.mask
+        if self.dense_grad is not None and out.requires_grad:
+            out.register_hook(self._accumulate)
+        return out
+
+    def _accumulate(self, g: torch.Tensor) -> None:
+        self.dense_grad.add_(g.detach().to(self.dense_grad.dtype))
 
     def extra_repr(self) -> str:
         return f"density={self.mask.float().mean().item():.4f}"
@@ -54,6 +64,24 @@ def set_mask(t: Target, keep: torch.Tensor, zero: bool = True) -> None:
     if zero:
         with torch.no_grad():  # where: one pass (mul_ by a bool mask first converts it to floats); pruned -> +0.0
             torch.where(keep, t.leaf, t.leaf.new_zeros(()), out=t.leaf)
+
+
+def capture_dense_grads(targets: list[Target], enabled: bool = True) -> None:
+    """Start (zeroed) or stop accumulating each masked target's dense gradient into ``Mask.dense_grad``.
+
+    Costs one hook per weight read while enabled; :func:`dense_grad` reads the result.
+    """
+    for t in targets:
+        m = get_mask_module(t.module, t.param)
+        if m is None:
+            raise InvalidArgumentError(f"layer {t.key!r} has no mask to capture a dense gradient for")
+        m.dense_grad = torch.zeros(t.shape, dtype=torch.float32, device=t.leaf.device) if enabled else None
+
+
+def dense_grad(t: Target) -> torch.Tensor | None:
+    """The dense gradient accumulated since :func:`capture_dense_grads`, or None when not capturing."""
+    m = get_mask_module(t.module, t.param)
+    return None if m is None else m.dense_grad
 
 
 def clear_mask(t: Target) -> None:
@@ -105,6 +133,10 @@ def sparsity(model: nn.Module, targets=None, ignore=None) -> float:
     from .targets import resolve_targets
 
     masked = masked_targets(model) if targets is None and ignore is None else []
-    ts = masked or resolve_targets(model, targets, ignore)
-    zeros = sum(int(torch.count_nonzero(t.weight == 0)) for t in ts)  # count_nonzero: bool sum is slow
-    return zeros / sum(t.numel for t in ts)
+    return zero_fraction(masked or resolve_targets(model, targets, ignore))
+
+
+def zero_fraction(targets: list[Target]) -> float:
+    """Fraction of zeros among the effective weights of ``targets``."""
+    zeros = sum(int(torch.count_nonzero(t.weight == 0)) for t in targets)  # count_nonzero: bool sum is slow
+    return zeros / max(1, sum(t.numel for t in targets))
