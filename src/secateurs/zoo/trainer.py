@@ -8,7 +8,9 @@ train through their ``original`` tensors like any other parameter.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+import itertools
+import math
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -63,6 +65,8 @@ def fit(
     seed: int = 0,
     progress: bool = False,
     num_threads: int | None = None,
+    on_step: Callable[[int, torch.optim.Optimizer], None] | None = None,
+    start_step: int = 0,
 ) -> list[float]:
     """Train ``model`` with cross-entropy for ``epochs`` epochs; return the mean training loss of each epoch.
 
@@ -75,6 +79,11 @@ def fit(
     ``num_threads`` sets :func:`torch.set_num_threads` for the duration of the call (restored afterwards; the
     setting is process-wide).  For the tiny zoo models one thread is often the fastest, far faster on a busy
     machine, and it makes results independent of the machine's core count.
+
+    ``on_step(step, optimizer)`` runs after every optimizer step (``step`` counts from ``start_step + 1``; the
+    gradients are still there): training-time pruners hook in here (``lambda s, opt: pruner.step()``).
+    ``start_step`` resumes a run of ``epochs`` epochs part-way (lottery-ticket late rewinding): the learning-rate
+    schedule starts at that step and only the remaining ``epochs * len(loader) - start_step`` steps are taken.
     """
     if epochs < 0:
         raise InvalidArgumentError(f"epochs must be >= 0, got {epochs}")
@@ -85,6 +94,9 @@ def fit(
         raise InvalidArgumentError("model has no trainable parameters")
     steps_per_epoch = len(train_loader)
     total = max(1, epochs * steps_per_epoch)
+    if isinstance(start_step, bool) or not isinstance(start_step, int) or not 0 <= start_step <= epochs * steps_per_epoch:
+        raise InvalidArgumentError(f"start_step must be an integer in [0, {epochs * steps_per_epoch}] (the run's "
+                                   f"steps), got {start_step!r}")
     device = _device(model)
     losses: list[float] = []
     with torch.random.fork_rng(devices=[]), _threads(num_threads):
@@ -94,19 +106,28 @@ def fit(
             gen.manual_seed(seed)
         opt = _make_optimizer(params, optimizer, lr, weight_decay, momentum)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+        for group in opt.param_groups:  # the cosine value at start_step (closed form: no warning, no replay)
+            group["lr"] = group["initial_lr"] * 0.5 * (1 + math.cos(math.pi * start_step / total))
+        sched.last_epoch = start_step
         loss_fn = nn.CrossEntropyLoss()
         model.train()
-        with progress_bar(progress, total, f"training {getattr(model, 'zoo_name', type(model).__name__)}", transient=True,
-                          loss=float("nan")) as advance:
-            for _ in range(epochs):
+        step = start_step
+        with progress_bar(progress, total - start_step, f"training {getattr(model, 'zoo_name', type(model).__name__)}",
+                          transient=True, loss=float("nan")) as advance:
+            for epoch in range(epochs):
                 total_loss, count = 0.0, 0
-                for x, y in train_loader:
+                if (epoch + 1) * steps_per_epoch <= start_step:
+                    continue  # resumed past this epoch
+                for x, y in itertools.islice(train_loader, max(0, start_step - epoch * steps_per_epoch), None):
                     x, y = x.to(device), y.to(device)
                     opt.zero_grad(set_to_none=True)
                     loss = loss_fn(model(x), y)
                     loss.backward()
                     opt.step()
                     sched.step()
+                    step += 1
+                    if on_step is not None:
+                        on_step(step, opt)
                     total_loss += loss.item() * len(y)
                     count += len(y)
                     advance(loss=loss.item())
