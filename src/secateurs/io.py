@@ -28,6 +28,25 @@ MASK_SUFFIX = ".__mask__"
 _BITS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
 
 
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same directory and :func:`os.replace`.
+
+    A reader sees the old file or the new one, never a partial one; parent directories are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
 def pack_bits(mask: torch.Tensor) -> torch.Tensor:
     """Bool tensor -> uint8 tensor of ceil(n/8) bytes (MSB first)."""
     flat = mask.reshape(-1).to(torch.uint8).cpu()

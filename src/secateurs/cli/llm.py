@@ -37,14 +37,13 @@ def _readable(path: Optional[Path], what: str) -> None:
 def _record_perplexities(out_dir: Path, ppl: dict[str, float]) -> None:
     """Add the measured perplexities to the output's secateurs.json (atomically)."""
     import json
-    import os
+
+    from ..io import atomic_write_text
 
     info = out_dir / "secateurs.json"
     doc = json.loads(info.read_text())
     doc["perplexities"] = ppl
-    tmp = info.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    os.replace(tmp, info)
+    atomic_write_text(info, json.dumps(doc, indent=2, default=str) + "\n")
 
 
 @app.command("prune")

@@ -30,7 +30,7 @@ from torch import nn
 from ..core.blocks import find_blocks
 from ..core.finite import all_finite
 from ..errors import CheckpointError, InvalidArgumentError, NonFiniteError, OutputExistsError
-from ..io import check_output_dir
+from ..io import atomic_write_text, check_output_dir
 from .output import INFO_FILE, library_versions
 
 STATE_FILE = "secateurs-stream-state.json"
@@ -149,9 +149,7 @@ def _dtype(shards: Shards, name: str) -> torch.dtype:
 
 
 def _write_json(path: Path, doc: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(doc, indent=1, default=str) + "\n")
 
 
 def _fingerprint(shards: Shards, rows: torch.Tensor | None, args: dict) -> dict:

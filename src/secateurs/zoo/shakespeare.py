@@ -16,7 +16,6 @@
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -25,7 +24,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields, replace
@@ -33,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, InvalidArgumentError, OutputExistsError
-from ..io import atomic_dir
+from ..io import atomic_dir, atomic_write_text
 from .cache import _default_cache_dir
 
 __all__ = [
@@ -174,19 +172,6 @@ def shakespeare_texts(split: str) -> list[str]:
     return out
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def shakespeare_text_file(split: str, cache: str | os.PathLike | None = None) -> Path:
     """The plays of ``split`` joined with ``"\\n\\n"`` into one UTF-8 file, for commands that take ``--text FILE``.
 
@@ -197,7 +182,7 @@ def shakespeare_text_file(split: str, cache: str | os.PathLike | None = None) ->
     text = "\n\n".join(shakespeare_texts(split))
     path = (Path(cache) if cache is not None else _default_cache_dir()) / "zoo" / f"shakespeare-{split}.txt"
     if not (path.is_file() and path.read_text(encoding="utf-8") == text):
-        _atomic_write_text(path, text)
+        atomic_write_text(path, text)
     return path
 
 
