@@ -354,9 +354,56 @@ def llm_stream() -> list[str]:
     return out + ["", f"Peak RSS of the deeper streamed prune over the shallower one: {ratios} (goal ≤ 1.1).", ""]
 
 
+def sparse_training() -> list[str]:
+    doc = _load("sparse_training.json")
+    if not doc:
+        return []
+    rows = doc["rows"]
+    out = ["### Sparse training at equal budgets (`python benchmarks/sparse_training.py`)", "",
+           "Trained from scratch on digits with the zoo recipe (cosine learning rate), every method configured by its "
+           "`from_budget` defaults; final test accuracy, mean ± std over seeds " + str(doc["settings"]["seeds"]) +
+           ". IMP (lottery tickets, rewind to init) trains once per round: its budget is in the last column. "
+           + _machine(doc), ""]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        dense = next((r for r in mine if r["method"] == "dense"), None)
+        sps = sorted({r["target_sparsity"] for r in mine if r["method"] != "dense"})
+        head = f"**{model}**" + (f" (dense {dense['accuracy_mean']:.3f} ± {dense['accuracy_std']:.3f}, "
+                                 f"{dense['epochs']} epochs)" if dense else "")
+        out += [head, "", "| method | " + " | ".join(f"{s:.0%}" for s in sps) + " | training epochs |",
+                "|---|" + "---|" * (len(sps) + 1)]
+        for method in dict.fromkeys(r["method"] for r in mine if r["method"] != "dense"):
+            cells, epochs = [], ""
+            for s in sps:
+                r = next((r for r in mine if r["method"] == method and r["target_sparsity"] == s), None)
+                cells.append(f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}" if r else "")
+                if r:
+                    epochs = str(r.get("train_epochs") or r["epochs"]) if method != "imp" else \
+                        "/".join(str(x["train_epochs"]) for x in mine if x["method"] == "imp")
+            out.append(f"| {method} | " + " | ".join(cells) + f" | {epochs} |")
+        out.append("")
+    return out
+
+
+def sparse_overhead() -> list[str]:
+    doc = _load("sparse_overhead.json")
+    if not doc:
+        return []
+    st = doc["settings"]
+    out = ["### Training-step overhead of masks and schedules (`python benchmarks/sparse_overhead.py`)", "",
+           f"{st['steps']} optimizer steps at {st['sparsity']:.0%} sparsity, dense and sparse runs interleaved in "
+           f"chunks of {st['chunk']} steps, thread CPU time, one thread; mean step time including the mask updates "
+           f"(goal ≤ {st['goal_ratio']}×). " + _machine(doc), "",
+           "| model | method | dense step | sparse step | ratio | mask updates |", "|---|---|---|---|---|---|"]
+    for r in doc["runs"]:
+        out.append(f"| {r['model']} | {r['method']} | {r['dense_step_s'] * 1e3:.2f} ms | "
+                   f"{r['sparse_step_s'] * 1e3:.2f} ms | {r['ratio']:.2f} | {r['updates']} |")
+    return out + [""]
+
+
 def main() -> None:
     body = "\n".join([START, "", *mask_speed(), *quality(), *engine_combos(), *structured(), *structured_llm(),
-                      *llm(), *llm_alps(), *llm_ria_dsnot(), *llm_stream(), END])
+                      *llm(), *llm_alps(), *llm_ria_dsnot(), *llm_stream(), *sparse_training(), *sparse_overhead(), END])
     readme = ROOT / "README.md"
     text = readme.read_text()
     head, _, rest = text.partition(START)
