@@ -35,6 +35,12 @@ def _fix_norm(m: nn.Module) -> None:
     m.num_features = t.shape[0]
 
 
+def _fix_group_norm(m: nn.GroupNorm) -> None:
+    if m.num_groups == m.num_channels:  # one channel per group stays so
+        m.num_groups = m.weight.shape[0]
+    m.num_channels = m.weight.shape[0]
+
+
 def _fix_layer_norm(m: nn.LayerNorm) -> None:
     if m.weight is not None:
         m.normalized_shape = tuple(m.weight.shape)
@@ -61,6 +67,8 @@ def _fixer(m: nn.Module):
         return _fix_norm
     if isinstance(m, nn.LayerNorm):
         return _fix_layer_norm
+    if isinstance(m, nn.GroupNorm) and m.weight is not None:
+        return _fix_group_norm
     if isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
         return _fix_embedding
     if isinstance(m, nn.PReLU):

@@ -290,15 +290,38 @@ def _conv(tr: Tracer, name: str, args: tuple, kwargs: dict, out: torch.Tensor) -
     elif groups == cin == w.shape[0]:  # depthwise: output channel c is input channel c
         lo = tr.join(lx[ch], *_present(tr, (w, b), 0), size=cin)
     else:
-        lo = tr.join(*_present(tr, (w, b), 0), size=w.shape[0])
-        fix(lx[ch], f"grouped convolution (groups={groups}) in {tr.where()}")
-        fix(lo, f"grouped convolution (groups={groups}) in {tr.where()}")
-        tr.warnings.append(f"grouped convolution (groups={groups}) in {tr.where()}: its channels are kept")
+        lo = _grouped_conv(tr, lx[ch], w, b, groups, cin)
     labels = [None] * out.dim()
     labels[ch] = lo
     if ch:
         labels[0] = lx[0]
     tr.set(out, labels)
+
+
+def _grouped_conv(tr: Tracer, lx: Label, w: torch.Tensor, b: torch.Tensor | None, groups: int, cin: int) -> Label:
+    """Grouped convolution (ResNeXt's cardinality, Xie et al. 2017): channel ``j·a + i`` of the input feeds only
+    group ``j``'s outputs, through column ``i`` of the weight (out, a, k…).  So the i-th channel of every group is
+    one unit: the input label is ``groups`` copies of the weight's column space (removing column i removes input
+    channel i of every group), and the output label ``groups`` copies of one space bound to each group's rows.
+    Every group keeps the same width, and the layer stays a convolution with ``groups`` groups."""
+    where = f"grouped convolution (groups={groups}) in {tr.where()}"
+    b_out = w.shape[0] // groups
+    col = tr.bind(w, 1)  # None when each group reads one channel (a channel multiplier): inputs are kept whole
+    if col is not None:
+        tr.join(lx, col * groups, size=cin)
+    else:
+        fix(lx, where + " (one input channel per group)")
+    bound = [(p, k) for p, k in ((w, 0), (b, 0)) if isinstance(p, torch.Tensor) and (id(p), k) in tr.bound]
+    if b_out == 1 or bound:  # nothing to prune per group, or the weight is already laid out elsewhere
+        lo = tr.join(*_present(tr, (w, b), 0), size=w.shape[0])
+        fix(lo, where)
+        return lo
+    unit = tr.new_space(b_out)
+    label: Label = ((unit, 1),) * groups
+    for p in (w, b):
+        if isinstance(p, torch.Tensor):
+            tr.bind_pieces(p, 0, label)
+    return label
 
 
 @op("batch_norm", "instance_norm")
@@ -331,12 +354,25 @@ def _layer_norm(tr: Tracer, name: str, args: tuple, kwargs: dict, out: torch.Ten
 
 @op("group_norm")
 def _group_norm(tr: Tracer, name: str, args: tuple, kwargs: dict, out: torch.Tensor) -> None:
-    x = args[0]
-    tr.block([x], f"group_norm in {tr.where()} (channels are normalised in groups; kept)")
-    for p in (_arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias")):
-        if isinstance(p, torch.Tensor):
-            fix(tr.bind(p, 0), "group_norm")
-    tr.set(out, tr.get(x))
+    """GroupNorm (Wu & He 2018) normalises ``num_groups`` runs of C/G consecutive channels: as for a grouped
+    convolution, the i-th channel of every group is one unit, so every group keeps the same width and
+    ``num_groups`` stays.  Removing channels changes the statistics of their group (unlike BatchNorm's)."""
+    x, groups = args[0], _arg(args, kwargs, 1, "num_groups")
+    w, b = _arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias")
+    lx = list(tr.get(x))
+    params = [p for p in (w, b) if isinstance(p, torch.Tensor)]
+    per = x.shape[1] // groups
+    if per == 1:  # one channel per group (InstanceNorm-like): channels are independent, like BatchNorm's
+        lx[1] = tr.join(lx[1], *_present(tr, (w, b), 0), size=x.shape[1])
+    elif any((id(p), 0) in tr.bound for p in params):
+        tr.block([x], f"group_norm in {tr.where()} (its weight is laid out elsewhere; kept)")
+    else:
+        unit = tr.new_space(per)
+        label: Label = ((unit, 1),) * groups
+        for p in params:
+            tr.bind_pieces(p, 0, label)
+        lx[1] = tr.join(lx[1], label, size=x.shape[1])
+    tr.set(out, lx)
 
 
 @op("embedding")
