@@ -541,3 +541,16 @@ def prune(
     """
     return _Engine(model, sparsity, method, allocation, pattern, data, loss_fn, targets, ignore, min_keep, seed,
                    dense, scope, solver, blocks, device, progress, bake, options, stream).run()
+
+
+def check_prune(*args: Any, **kwargs: Any) -> None:
+    """Every check :func:`prune` makes on these arguments (names, options, pattern vs layer shapes, data,
+    finiteness), without pruning: schedules call it at construction so bad input fails before training starts."""
+    import inspect
+
+    bound = inspect.signature(prune).bind(*args, **kwargs)
+    bound.apply_defaults()
+    a = dict(bound.arguments)
+    _Engine(a["model"], a["sparsity"], a["method"], a["allocation"], a["pattern"], a["data"], a["loss_fn"],
+            a["targets"], a["ignore"], a["min_keep"], a["seed"], a["dense"], a["scope"], a["solver"], a["blocks"],
+            a["device"], a["progress"], a["bake"], a["options"], a["stream"])

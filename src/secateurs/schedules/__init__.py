@@ -4,9 +4,10 @@ Call ``pruner.step()`` after every optimizer step.  See :mod:`secateurs.schedule
 """
 from __future__ import annotations
 
-from . import oneshot  # noqa: F401  (registration)
+from . import gmp, oneshot  # noqa: F401  (registration)
 from .base import Schedule, reset_optimizer_state
+from .gmp import GradualMagnitude
 from .oneshot import OneShot
 from .train import methods, train_sparse
 
-__all__ = ["Schedule", "OneShot", "reset_optimizer_state", "train_sparse", "methods"]
+__all__ = ["Schedule", "GradualMagnitude", "OneShot", "reset_optimizer_state", "train_sparse", "methods"]

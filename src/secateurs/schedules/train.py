@@ -22,17 +22,18 @@ def methods() -> list[str]:
     return names("schedule")
 
 
-def train_sparse(model: str = "lenet300", dataset: str = "digits", method: str = "gmp", sparsity: float = 0.9,
+def train_sparse(model: str = "lenet300", dataset: str = "digits", schedule: str = "gmp", sparsity: float = 0.9,
                  epochs: int | None = None, seed: int = 0, lr: float | None = None, progress: bool = False,
                  **options: Any) -> dict[str, Any]:
-    """Train ``model`` from scratch on ``dataset`` while ``method`` makes it ``sparsity`` sparse.
+    """Train ``model`` from scratch on ``dataset`` while the registered ``schedule`` makes it ``sparsity`` sparse.
 
     Returns ``{"accuracy", "loss", "sparsity", "history": [per-epoch records], "updates": [mask updates],
-    "seconds", ...}``; ``options`` go to the schedule's ``from_budget`` (e.g. ``allocation="erk"``).
+    "seconds", ...}``; ``options`` go to the schedule's ``from_budget`` (e.g. ``allocation="erk"``, or the
+    criterion of a gradual schedule: ``method="snip"``).
     """
     from ..zoo import build_model, calibration_batches, evaluate, fit, load_dataset, recipe_for
 
-    cls = get("schedule", method)
+    cls = get("schedule", schedule)
     sparsity = check_fraction("sparsity", sparsity)
     recipe = recipe_for(model, dataset, epochs)
     epochs = check_step("epochs", recipe["epochs"], 1)
@@ -64,7 +65,7 @@ def train_sparse(model: str = "lenet300", dataset: str = "digits", method: str =
     pruner.finish()
     seconds = time.perf_counter() - start
     final = evaluate(net, test_loader)
-    return {"model": model, "dataset": dataset, "method": method, "target_sparsity": sparsity, "epochs": epochs,
+    return {"model": model, "dataset": dataset, "method": schedule, "target_sparsity": sparsity, "epochs": epochs,
             "seed": seed, "accuracy": final["accuracy"], "loss": final["loss"],
             "sparsity": pruner.sparsity(),
             "history": history, "updates": pruner.history, "seconds": seconds}
