@@ -4,10 +4,16 @@ Call ``pruner.step()`` after every optimizer step.  See :mod:`secateurs.schedule
 """
 from __future__ import annotations
 
-from . import gmp, oneshot  # noqa: F401  (registration)
+from . import gmp, granet, iss, oneshot, pdp, rigl, set  # noqa: F401  (registration)
 from .base import Schedule, reset_optimizer_state
 from .gmp import GradualMagnitude
+from .granet import GraNet
+from .iss import IterativeSoftShrinkage
 from .oneshot import OneShot
+from .pdp import PDP
+from .rigl import RigL
+from .set import SET
 from .train import methods, train_sparse
 
-__all__ = ["Schedule", "GradualMagnitude", "OneShot", "reset_optimizer_state", "train_sparse", "methods"]
+__all__ = ["Schedule", "GradualMagnitude", "OneShot", "SET", "RigL", "GraNet", "IterativeSoftShrinkage", "PDP",
+           "reset_optimizer_state", "train_sparse", "methods"]

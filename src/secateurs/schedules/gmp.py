@@ -47,6 +47,16 @@ from .base import Schedule, check_fraction, check_step, reset_optimizer_state
 _RESERVED = ("model", "sparsity", "bake", "stream", "progress")
 
 
+
+def cubic_sparsity(step: int, initial: float, final: float, start: int, end: int) -> float:
+    """Zhu & Gupta (2017) eq. 1: s_t = s_f + (s_i − s_f)(1 − (t − t0)/(nΔt))³, with the progress clamped to [0, 1].
+
+    The one implementation of the cubic ramp: GMP's schedule and GraNet's gradual pruning (its reference
+    ``Masking.pruning``) both call it.
+    """
+    p = min(1.0, max(0.0, (step - start) / (end - start)))
+    return final + (initial - final) * (1.0 - p) ** 3
+
 @register("schedule", "gmp")
 class GradualMagnitude(Schedule):
     """Gradual pruning on the cubic schedule of Zhu & Gupta 2017, eq. 1 (any criterion, allocation, pattern).
@@ -120,9 +130,8 @@ class GradualMagnitude(Schedule):
 
     # ------------------------------------------------------------------------------------------ the schedule
     def ramp(self, step: int) -> float:
-        """Zhu & Gupta's eq. 1 at ``step``: s_f + (s_i - s_f)(1 - p)³, p = (step - t0)/(nΔt) clamped to [0, 1]."""
-        p = min(1.0, max(0.0, (step - self.start_step) / (self.end_step - self.start_step)))
-        return self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * (1.0 - p) ** 3
+        """Zhu & Gupta's eq. 1 at ``step`` (:func:`cubic_sparsity`)."""
+        return cubic_sparsity(step, self.initial_sparsity, self.final_sparsity, self.start_step, self.end_step)
 
     def sparsity_at(self, step: int) -> float:
         """The scheduled sparsity at ``step``: :meth:`ramp`; for N:M patterns the nearest multiple of 1/M."""
