@@ -31,7 +31,7 @@ def train_sparse(model: str = "lenet300", dataset: str = "digits", schedule: str
     "seconds", ...}``; ``options`` go to the schedule's ``from_budget`` (e.g. ``allocation="erk"``, or the
     criterion of a gradual schedule: ``method="snip"``).
     """
-    from ..zoo import build_model, calibration_batches, evaluate, fit, load_dataset, recipe_for
+    from ..zoo import build_for, calibration_batches, evaluate, fit, load_dataset, recipe_for
 
     cls = get("schedule", schedule)
     sparsity = check_fraction("sparsity", sparsity)
@@ -43,7 +43,7 @@ def train_sparse(model: str = "lenet300", dataset: str = "digits", schedule: str
     train_loader, test_loader = data.loaders(batch_size=recipe["batch_size"], seed=seed)
     steps_per_epoch = len(train_loader)
     torch.manual_seed(seed)
-    net = build_model(model, num_classes=data.num_classes)
+    net = build_for(model, data)
     calib = calibration_batches(data, n_per_class=10, seed=seed)
     start = time.perf_counter()
     pruner = cls.from_budget(net, sparsity=sparsity, total_steps=epochs * steps_per_epoch, data=calib, seed=seed,

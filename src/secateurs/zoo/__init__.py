@@ -35,6 +35,19 @@ def build_model(name: str, **kw: Any) -> nn.Module:
     return model
 
 
+def build_for(name: str, data: Any, **kw: Any) -> nn.Module:
+    """Build zoo model ``name`` sized for the data set ``data``: its number of classes and, for data sets of
+    feature vectors (``input_shape`` of one dimension, e.g. the MiniLM-embedded ``shakespeare-plays``), the
+    input width of an MLP (``in_features``)."""
+    shape = tuple(getattr(data, "input_shape", DEFAULT_INPUT_SHAPE))
+    kw.setdefault("num_classes", data.num_classes)
+    if len(shape) == 1:
+        kw.setdefault("in_features", shape[0])
+    model = build_model(name, **kw)
+    model.input_shape = shape
+    return model
+
+
 def load_dataset(name: str = "digits", **kw: Any) -> Any:
     """Load the registered data set ``name`` (e.g. ``"digits"``: a :class:`ClassificationData`)."""
     return get("dataset", name)(**kw)
@@ -51,7 +64,7 @@ def list_datasets() -> list[str]:
 
 
 # imported for their @register side effects (and re-exported)
-from . import lenet, mobilenet, resnet, vgg, vit  # noqa: E402,F401
+from . import lenet, mobilenet, plays, resnet, vgg, vit  # noqa: E402,F401
 from .cache import cache_path, pretrained, recipe_for  # noqa: E402
 from .digits import ClassificationData, calibration_batches  # noqa: E402
 from .trainer import evaluate, fit  # noqa: E402
@@ -59,6 +72,7 @@ from .trainer import evaluate, fit  # noqa: E402
 __all__ = [
     "ClassificationData",
     "build_model",
+    "build_for",
     "cache_path",
     "calibration_batches",
     "evaluate",

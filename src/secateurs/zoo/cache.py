@@ -123,7 +123,7 @@ def pretrained(
     module docstring) and a corrupt cache file is retrained.  Returns the model in eval mode, with
     ``zoo_metrics`` (test accuracy and loss measured after training) and ``zoo_recipe`` attributes.
     """
-    from . import build_model, load_dataset  # the package imports this module: import lazily
+    from . import build_for, load_dataset  # the package imports this module: import lazily
 
     data = load_dataset(dataset)
     recipe = recipe_for(name, dataset, epochs)
@@ -132,7 +132,7 @@ def pretrained(
     def fresh() -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            m = build_model(name, num_classes=data.num_classes)
+            m = build_for(name, data)
         m.zoo_recipe = recipe
         return m
 

@@ -67,6 +67,7 @@ def fit(
     num_threads: int | None = None,
     on_step: Callable[[int, torch.optim.Optimizer], None] | None = None,
     start_step: int = 0,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> list[float]:
     """Train ``model`` with cross-entropy for ``epochs`` epochs; return the mean training loss of each epoch.
 
@@ -84,6 +85,13 @@ def fit(
     gradients are still there): training-time pruners hook in here (``lambda s, opt: pruner.step()``).
     ``start_step`` resumes a run of ``epochs`` epochs part-way (lottery-ticket late rewinding): the learning-rate
     schedule starts at that step and only the remaining ``epochs * len(loader) - start_step`` steps are taken.
+
+    ``loss_fn(logits, targets) -> scalar`` replaces the mean cross-entropy (e.g. ``InfoBatch.loss``, which records
+    per-example losses and rescales them).  ``len(train_loader)`` is read again at the start of every epoch: a loader
+    whose epochs are shorter than the first (dynamic data pruning, :class:`secateurs.data.InfoBatch`) has its
+    learning rate set from the epoch's progress, ``t = (epoch + i / len) * steps_per_epoch``, so the cosine still
+    ends at 0 (InfoBatch's advice: adjust a step-based schedule's steps per epoch every epoch).  Loaders of fixed
+    length are unaffected.
     """
     if epochs < 0:
         raise InvalidArgumentError(f"epochs must be >= 0, got {epochs}")
@@ -109,7 +117,7 @@ def fit(
         for group in opt.param_groups:  # the cosine value at start_step (closed form: no warning, no replay)
             group["lr"] = group["initial_lr"] * 0.5 * (1 + math.cos(math.pi * start_step / total))
         sched.last_epoch = start_step
-        loss_fn = nn.CrossEntropyLoss()
+        criterion = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
         model.train()
         step = start_step
         with progress_bar(progress, total - start_step, f"training {getattr(model, 'zoo_name', type(model).__name__)}",
@@ -118,19 +126,31 @@ def fit(
                 total_loss, count = 0.0, 0
                 if (epoch + 1) * steps_per_epoch <= start_step:
                     continue  # resumed past this epoch
-                for x, y in itertools.islice(train_loader, max(0, start_step - epoch * steps_per_epoch), None):
+                epoch_steps = len(train_loader)  # may vary per epoch (InfoBatch)
+                varying = epoch_steps != steps_per_epoch
+                for i, (x, y) in enumerate(
+                        itertools.islice(train_loader, max(0, start_step - epoch * steps_per_epoch), None)):
                     x, y = x.to(device), y.to(device)
+                    if varying:  # closed-form cosine at the epoch's progress
+                        t = (epoch + i / max(epoch_steps, 1)) * steps_per_epoch
+                        for group in opt.param_groups:
+                            group["lr"] = group["initial_lr"] * 0.5 * (1 + math.cos(math.pi * t / total))
                     opt.zero_grad(set_to_none=True)
-                    loss = loss_fn(model(x), y)
+                    loss = criterion(model(x), y)
                     loss.backward()
                     opt.step()
-                    sched.step()
+                    if not varying:
+                        sched.step()
                     step += 1
                     if on_step is not None:
                         on_step(step, opt)
                     total_loss += loss.item() * len(y)
                     count += len(y)
                     advance(loss=loss.item())
+                if varying:  # hand the recursive scheduler the state a full-length epoch would have left
+                    sched.last_epoch = (epoch + 1) * steps_per_epoch
+                    for group in opt.param_groups:
+                        group["lr"] = group["initial_lr"] * 0.5 * (1 + math.cos(math.pi * sched.last_epoch / total))
                 losses.append(total_loss / max(count, 1))
     return losses
 
