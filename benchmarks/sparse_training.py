@@ -49,18 +49,16 @@ def dense_run(model: str, epochs: int, seed: int) -> dict:
             "train_epochs": epochs}
 
 
-def imp_run(model: str, sparsity: float, epochs: int, seed: int) -> dict | None:
-    """Lottery-ticket IMP (rewind to init) until ``sparsity``, if the lottery module is present."""
-    try:
-        from secateurs.schedules.lottery import run_lottery
-    except ImportError:
-        return None
-    rounds = math.ceil(math.log(1 - sparsity) / math.log(0.8))
+def imp_run(model: str, sparsity: float, epochs: int, seed: int) -> dict:
+    """Lottery-ticket IMP (global magnitude, 20% per round, rewind to init) until ``sparsity``."""
+    from secateurs.schedules.lottery import rounds_for, run_lottery
+
+    rounds = rounds_for(sparsity, 0.2)
     t0 = time.perf_counter()
-    recs = run_lottery(model, "digits", rounds=rounds, prune_rate=0.2, rewind_step=0, epochs=epochs, seed=seed,
-                       controls=False)
-    last = recs[-1]
-    return {"accuracy": last["ticket_accuracy"], "sparsity": 1 - last["density"],
+    res = run_lottery(model, "digits", rounds=rounds, prune_rate=0.2, rewind_step=0, epochs=epochs, seed=seed,
+                      allocation="global", controls=False, num_threads=1)
+    last = res.rounds[-1]
+    return {"accuracy": last.ticket_accuracy, "sparsity": 1 - last.density,
             "seconds": time.perf_counter() - t0, "train_epochs": epochs * (rounds + 1), "rounds": rounds}
 
 
@@ -94,8 +92,6 @@ def main() -> None:
             for method in (args.methods or methods()) + ([] if args.no_imp else ["imp"]):
                 if method == "imp":
                     runs = [imp_run(model, sparsity, epochs, s) for s in args.seeds]
-                    if runs[0] is None:
-                        continue
                 else:
                     runs = [train_sparse(model, "digits", method, sparsity, epochs=epochs, seed=s) for s in args.seeds]
                     for r in runs:

@@ -200,3 +200,26 @@ def test_cache_file_of_another_architecture_is_rebuilt():
     with pytest.warns(RuntimeWarning, match="do not match"):
         model = zoo.pretrained("lenet300", epochs=1)
     assert model.fc1.weight.shape == (300, 64)
+
+
+def test_fit_resumed_part_way_sees_the_original_data_order(digits):
+    """start_step past whole epochs still draws their shuffles: the resumed run gets the same batches."""
+    from secateurs.zoo import fit
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(64, 10)
+            self.seen = []
+
+        def forward(self, x):
+            self.seen.append(x[:, 0, 0, :2].clone())
+            return self.fc(x.flatten(1))
+
+    loader, _ = digits.loaders(256, seed=0)
+    full, resumed = Recorder(), Recorder()
+    fit(full, loader, 3, seed=0)
+    start = len(loader) + 2  # one whole epoch and two steps in
+    fit(resumed, loader, 3, seed=0, start_step=start)
+    assert len(resumed.seen) == len(full.seen) - start
+    assert all(torch.equal(a, b) for a, b in zip(full.seen[start:], resumed.seen))

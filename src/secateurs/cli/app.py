@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import typer
 
-from . import llm, structured, train, weights, zoo
+from . import data, llm, lottery, structured, train, weights, zoo
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="secateurs: prune neural networks and their data.")
 weights.register(app)
 train.register(app)
+lottery.register(app)
 app.add_typer(llm.app, name="llm", help="Post-training pruning and evaluation of Hugging Face language models.")
 app.add_typer(structured.app, name="structured", help="Physically remove channels, neurons, heads and blocks.")
 app.add_typer(zoo.app, name="zoo", help="Build the models and data sets that ship with secateurs.")
+app.add_typer(data.app, name="data", help="Data pruning: score training examples, select a coreset, train on it.")
 
 
 def main() -> None:

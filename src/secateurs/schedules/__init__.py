@@ -9,6 +9,7 @@ from .base import Schedule, reset_optimizer_state
 from .gmp import GradualMagnitude
 from .granet import GraNet
 from .iss import IterativeSoftShrinkage
+from .lottery import LotteryTicket, run_lottery
 from .oneshot import OneShot
 from .pdp import PDP
 from .rigl import RigL
@@ -16,4 +17,4 @@ from .set import SET
 from .train import methods, train_sparse
 
 __all__ = ["Schedule", "GradualMagnitude", "OneShot", "SET", "RigL", "GraNet", "IterativeSoftShrinkage", "PDP",
-           "reset_optimizer_state", "train_sparse", "methods"]
+           "LotteryTicket", "run_lottery", "reset_optimizer_state", "train_sparse", "methods"]

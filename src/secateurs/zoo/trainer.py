@@ -124,8 +124,9 @@ def fit(
                           transient=True, loss=float("nan")) as advance:
             for epoch in range(epochs):
                 total_loss, count = 0.0, 0
-                if (epoch + 1) * steps_per_epoch <= start_step:
-                    continue  # resumed past this epoch
+                if (epoch + 1) * steps_per_epoch <= start_step:  # resumed past this epoch: still run its
+                    _exhaust_indices(train_loader)  # shuffle, so later epochs see the original run's order
+                    continue
                 epoch_steps = len(train_loader)  # may vary per epoch (InfoBatch)
                 varying = epoch_steps != steps_per_epoch
                 for i, (x, y) in enumerate(
@@ -153,6 +154,14 @@ def fit(
                         group["lr"] = group["initial_lr"] * 0.5 * (1 + math.cos(math.pi * sched.last_epoch / total))
                 losses.append(total_loss / max(count, 1))
     return losses
+
+
+def _exhaust_indices(loader: Iterable) -> None:
+    """Run one epoch of ``loader``'s sampling without loading data (a stopped iterator leaves a shuffling
+    sampler's random state elsewhere than a finished one, so a skipped epoch must be run to its end)."""
+    it = iter(loader)
+    for _ in getattr(it, "_sampler_iter", it):
+        pass
 
 
 @contextlib.contextmanager
