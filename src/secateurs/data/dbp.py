@@ -197,7 +197,7 @@ def dbp_selector(
 
 dbp_selector.prefers = "hard"
 dbp_selector.per_example_options = ("clusters",)
-dbp_selector.meta_options = ("clusters", "complexity")  # what select() can take from Scores.meta (see report)
+dbp_selector.meta_options = ("clusters", "complexity")  # select() fills these from the scores' meta
 
 
 @register("scorer", "dbp")
