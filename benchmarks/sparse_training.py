@@ -89,7 +89,8 @@ def main() -> None:
         rows.append({"model": model, "method": "dense", "target_sparsity": 0.0, "epochs": epochs, **dense})
         print(f"{model} dense {dense['accuracy_mean']:.4f} ± {dense['accuracy_std']:.4f}", flush=True)
         for sparsity in args.sparsities:
-            for method in (args.methods or methods()) + ([] if args.no_imp else ["imp"]):
+            chosen = args.methods or methods() + ([] if args.no_imp else ["imp"])
+            for method in chosen:
                 if method == "imp":
                     runs = [imp_run(model, sparsity, epochs, s) for s in args.seeds]
                 else:

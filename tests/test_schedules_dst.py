@@ -363,3 +363,26 @@ def test_convolutions_lenet5_counts_on_schedule(digits):
     train(model, pruner, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
           [(x[i:i + 32], y[i:i + 32]) for i in range(0, 12 * 32, 32)], check)
     assert len(pruner.history) == 4
+
+
+@pytest.mark.parametrize("stop", [30, 12])
+def test_granet_reaches_the_final_sparsity_with_end_step_off_the_update_grid(stop, digits):
+    """end_step 23 with updates every 5 steps: the update at 25 prunes to the final sparsity; stopping at step 12
+    (before end_step) still ends exactly there after finish()."""
+    loader, _ = digits.loaders(64, seed=0)
+    model = mlp()
+    pruner = GraNet(model, 0.9, end_step=23, total_steps=30, frequency=5, seed=0)
+    total = sum(t.numel for t in pruner.targets)
+    steps = 0
+    for x, y in list(loader) * 2:  # 44 batches
+        model.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        pruner.step()
+        steps += 1
+        if steps == stop:
+            break
+    if stop == 30:
+        rec = next(r for r in pruner.history if r["step"] == 25)
+        assert rec["mask_sparsity"] == round(0.9 * total) / total
+    pruner.finish()
+    assert pruner.mask_sparsity() == round(0.9 * total) / total

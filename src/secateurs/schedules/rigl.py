@@ -40,6 +40,6 @@ class RigL(SparseToSparse):
     def from_budget(cls, model: nn.Module, *, sparsity: float, total_steps: int, data=None,
                     optimizer: torch.optim.Optimizer | None = None, seed: int = 0, **kw: Any) -> "RigL":
         """RigL for a run of ``total_steps`` steps: f0 = 0.3 cosine-decayed to zero at T_end = 75 % of the run, an
-        update every ``max(1, total_steps // 100)`` steps, ERK random initial mask.  ``kw`` overrides these."""
+        update every ``max(10, total_steps // 100)`` steps (``dst.budget_defaults``), ERK random initial mask.  ``kw`` overrides these."""
         return cls(model, sparsity, **{**budget_defaults(total_steps), "data": data, "optimizer": optimizer,
                                        "seed": seed, **kw})

@@ -41,8 +41,8 @@ class SET(SparseToSparse):
     @classmethod
     def from_budget(cls, model: nn.Module, *, sparsity: float, total_steps: int, data=None,
                     optimizer: torch.optim.Optimizer | None = None, seed: int = 0, **kw: Any) -> "SET":
-        """SET for a run of ``total_steps`` steps: ζ = 0.3 constant, an update every ``max(1, total_steps // 100)``
-        steps until 75 % of the run (the end RigL's reference gives every dynamic method; the last regrown weights
+        """SET for a run of ``total_steps`` steps: ζ = 0.3 constant, an update every ``max(10, total_steps // 100)``
+        steps (at most ``total_steps``; see ``dst.budget_defaults``) until 75 % of the run (the end RigL's reference gives every dynamic method; the last regrown weights
         then train for a quarter of the run), ERK random initial mask.  ``kw`` overrides any of these."""
         return cls(model, sparsity, **{**budget_defaults(total_steps), "data": data, "optimizer": optimizer,
                                        "seed": seed, **kw})
