@@ -103,6 +103,18 @@ def _check_scores(t: Target, s: torch.Tensor) -> torch.Tensor:
     return s
 
 
+def masked_group_scores(t: Target, pat: Pattern, scores2d: torch.Tensor) -> torch.Tensor:
+    """The pattern's group scores of target ``t``'s 2-D scores; groups an earlier mask removed score -inf, so
+    they are pruned first and stay pruned (masks compose).  Also used by schedules that re-rank while training."""
+    prev = get_mask(t)
+    if prev is None:
+        return pat.group_scores(scores2d)
+    prev2d = t.view2d(prev)
+    gs = pat.group_scores(scores2d.masked_fill(~prev2d, 0))
+    alive = pat.group_scores(prev2d.to(scores2d.dtype)) > 0
+    return gs.masked_fill(~alive, -math.inf)
+
+
 class _Engine:
     """One pruning call, validated; :meth:`run` does the work."""
 
@@ -217,11 +229,7 @@ class _Engine:
                 return pat.group_scores(t.view2d(s))
 
             return lazy
-        s = t.view2d(_check_scores(t, fn()))
-        prev2d = t.view2d(prev)
-        gs = pat.group_scores(s.masked_fill(~prev2d, 0))
-        alive = pat.group_scores(prev2d.to(s.dtype)) > 0
-        gs = gs.masked_fill(~alive, -math.inf)
+        gs = masked_group_scores(t, pat, t.view2d(_check_scores(t, fn())))
         return lambda: gs
 
     def _infos(self, chunks: list[Callable[[], torch.Tensor]], acts: list[Callable[[], torch.Tensor] | None]) \

@@ -34,7 +34,7 @@ from torch import nn
 from .. import registry
 from ..allocations.base import Allocation, LayerInfo, allocate
 from ..core.masks import get_mask
-from ..core.prune import _min_keep_groups, check_sparsity, prune
+from ..core.prune import _min_keep_groups, check_sparsity, masked_group_scores, prune
 from ..core.select import Chunk, Threshold
 from ..core.targets import Target
 from ..errors import InvalidArgumentError, PatternError
@@ -68,13 +68,7 @@ def build_weight_allocation(name: str, options: dict[str, Any], sparsity: float,
 def magnitude_group_scores(t: Target, pat: Pattern) -> torch.Tensor:
     """Flat group scores ``|W|`` of a target; groups an engine mask already removed score -inf (pruned first,
     as :func:`secateurs.prune` ranks them)."""
-    s = t.view2d(t.weight.detach().abs().float())
-    prev = get_mask(t)
-    if prev is None:
-        return pat.group_scores(s)
-    prev2d = t.view2d(prev)
-    gs = pat.group_scores(s.masked_fill(~prev2d, 0))
-    return gs.masked_fill(pat.group_scores(prev2d.float()) <= 0, -math.inf)
+    return masked_group_scores(t, pat, t.view2d(t.weight.detach().abs().float()))
 
 
 def magnitude_counts(targets: Sequence[Target], pat: Pattern, alloc: Allocation, sparsity: float, seed: int = 0,
