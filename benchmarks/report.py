@@ -532,10 +532,60 @@ def dst_reference() -> list[str]:
                   ""]
 
 
+def data_pruning() -> list[str]:
+    doc = _load("data_pruning.json")
+    if not doc:
+        return []
+    out = ["### Data pruning: scorers × selectors × rates (`python benchmarks/data_pruning.py`)", "",
+           "A model trained from scratch on the kept examples, with as many optimizer steps as on the full data "
+           "(the CCS protocol); test accuracy in %, mean ± std over seeds. Cells: `hard / ccs`; the random subset is "
+           "its own row; `KD`: distillation from a teacher trained on the full data (weight 0.5, T = 1). "
+           f"Anchor: {doc['anchors']['ccs_paper']}.", ""]
+    for name, ds in doc["datasets"].items():
+        sm = ds["summary"]
+        rates, kd = ds["rates"], ds["distill_rates"]
+
+        def cell(scorer: str, strategy: str, rate: float, distill: bool) -> str:
+            r = next((r for r in sm if r["scorer"] == scorer and r["strategy"] == strategy and r["distill"] == distill
+                      and abs(r["rate"] - rate) < 1e-9), None)
+            return "" if r is None else f"{100 * r['mean']:.1f}"
+
+        full = next(r for r in sm if r["strategy"] == "full")
+        cols = [f"{r:.0%}" for r in rates] + [f"KD {r:.0%}" for r in kd]
+        out += [f"**{name}** ({ds['model']}, {ds['epochs']}-epoch budget, {ds['n_train']} training examples; full data "
+                f"{100 * full['mean']:.1f} ± {100 * full['std']:.1f}; " + _machine(ds) + ")", "",
+                "| scorer | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+        rnd = [next((f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}" for r in sm if r["strategy"] == "random"
+                     and r["distill"] == d and abs(r["rate"] - rate) < 1e-9), "")
+               for d, rs in ((False, rates), (True, kd)) for rate in rs]
+        out.append("| random | " + " | ".join(rnd) + " |")
+        for scorer in [x for x in ds["scorers"] if x != "random"]:
+            cells = [f"{cell(scorer, 'hard', r, d)} / {cell(scorer, 'ccs', r, d)}"
+                     for d, rs in ((False, rates), (True, kd)) for r in rs]
+            out.append(f"| {scorer} | " + " | ".join(cells) + " |")
+            if scorer == "dbp":
+                own = [cell("dbp", "dbp", r, d) for d, rs in ((False, rates), (True, kd)) for r in rs]
+                if any(own):
+                    out.append("| dbp (its selector) | " + " | ".join(own) + " |")
+        holds = [f"{b['rate']:.0%}{' KD' if b['distill'] else ''}: {b['holds']}/{b['scorers']}"
+                 for b in ds["claim"]["by_rate"]]
+        out += ["", "CCS claim (hard below random and CCS at or above random, each by 2 standard errors), scorers for "
+                "which it holds: " + ", ".join(holds) + ".", ""]
+    dual = _load("data_dual.json")
+    if dual:
+        c = dual["correlations"]
+        out += [f"Against DUAL ({dual['dual_repo']}@{dual['dual_commit'][:7]}, its scorers and CCS sampler on the same "
+                f"training run, {dual['dataset']}, {dual['model']}): Spearman correlation with ours — "
+                + ", ".join(f"{k} {v['spearman_dual_vs_ours']:.2f} (ours, seed 0 vs 1: "
+                            f"{v['spearman_ours_seed0_vs_seed1']:.2f})" for k, v in c.items())
+                + ". Differences: " + " ".join(dual["notes"][:3]), ""]
+    return out
+
+
 def main() -> None:
     body = "\n".join([START, "", *mask_speed(), *quality(), *engine_combos(), *structured(), *structured_llm(),
                       *llm(), *llm_alps(), *llm_ria_dsnot(), *llm_stream(), *sparse_training(), *sparse_overhead(), *dst_reference(), *lottery(),
-                      *infobatch(), *data_scale(), END])
+                      *data_pruning(), *infobatch(), *data_scale(), END])
     readme = ROOT / "README.md"
     text = readme.read_text()
     head, _, rest = text.partition(START)

@@ -5,9 +5,12 @@ optimizer steps twice from the same initial weights and the same batches: dense 
 method (its masks, ``pruner.step()`` after every optimizer step, the mask updates at the method's own
 frequency from ``from_budget(total_steps=--steps)``).  The two runs are interleaved in chunks of ``--chunk``
 steps so machine noise hits both alike; each step (forward, backward, ``optimizer.step()``, ``pruner.step()``)
-is timed with the thread's CPU time on one thread.  Reported: the mean step time of each and their ratio (goal:
-≤ 1.15×, i.e. masks and schedule cost at most 15% of a dense step).  Mask updates are included, amortized over
-the steps, as they are in real training.
+is timed with the thread's CPU time on one thread.  Reported: the mean step time of each and their ratio over
+this short run (its mask updates come every ``max(10, steps/100)`` steps, far more often than in a real run);
+the steady-state ratio (median of the second half's steps without an update: the masks' own cost, plus ISS-P's
+per-step shrink and PDP's per-forward soft mask, which are part of those methods); the cost of one mask update;
+and the ratio amortized at the references' update frequency (every 100 steps), which the goal (≤ 1.15×) is
+checked against.
 
     python benchmarks/sparse_overhead.py [--models resnet20 lenet300] [--methods gmp rigl ...] [--steps 400]
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,6 +37,7 @@ from secateurs.zoo import build_model, calibration_batches, load_dataset, recipe
 
 OUT = Path(__file__).parent / "results" / "sparse_overhead.json"
 GOAL = 1.15
+REFERENCE_FREQUENCY = 100  # RigL/SET/GraNet references and TF's GMP update masks every 100 steps
 
 
 def _optimizer(model: nn.Module, recipe: dict) -> torch.optim.Optimizer:
@@ -56,6 +61,7 @@ def measure(model_name: str, method: str, steps: int, chunk: int, sparsity: floa
     pruner.attach_optimizer(runs["sparse"][1])
     loss_fn = nn.CrossEntropyLoss()
     times: dict[str, list[float]] = {"dense": [], "sparse": []}
+    updated: list[bool] = []  # per sparse step: did the pruner change its masks on it
     for start in range(0, steps, chunk):
         for name in (("dense", "sparse") if (start // chunk) % 2 == 0 else ("sparse", "dense")):
             model, opt, pr = runs[name]
@@ -66,14 +72,32 @@ def measure(model_name: str, method: str, steps: int, chunk: int, sparsity: floa
                 loss_fn(model(x), y).backward()
                 opt.step()
                 if pr is not None:
+                    n = len(pr.history)
                     pr.step()
                 times[name].append((time.thread_time_ns() - t0) / 1e9)
+                if pr is not None:
+                    updated.append(len(pr.history) > n)
     pruner.finish()
     mean = {k: sum(v) / len(v) for k, v in times.items()}
+    # steady state: the second half of the run (masks established), steps without a mask update
+    half = steps // 2
+    steady = statistics.median(t for t, u in zip(times["sparse"][half:], updated[half:]) if not u)
+    dense_med = statistics.median(times["dense"][half:])
+    upd = [t for t, u in zip(times["sparse"], updated) if u]
+    update_cost = max(0.0, statistics.fmean(upd) - steady) if upd else 0.0
+    every = pruner_frequency(pruner)
+    amortized = (steady + (update_cost / REFERENCE_FREQUENCY if every and every > 1 else 0.0)) / dense_med
     return {"model": model_name, "method": method, "steps": steps, "sparsity": sparsity,
-            "updates": len(pruner.history), "final_sparsity": pruner.sparsity(),
-            "dense_step_s": mean["dense"], "sparse_step_s": mean["sparse"],
-            "ratio": mean["sparse"] / mean["dense"], "meets_goal": mean["sparse"] / mean["dense"] <= GOAL}
+            "updates": len(pruner.history), "update_every": every, "final_sparsity": pruner.sparsity(),
+            "dense_step_s": mean["dense"], "sparse_step_s": mean["sparse"], "ratio": mean["sparse"] / mean["dense"],
+            "steady_ratio": steady / dense_med, "update_cost_s": update_cost,
+            "amortized_ratio_at_reference_frequency": amortized,
+            "meets_goal": amortized <= GOAL}
+
+
+def pruner_frequency(pruner) -> int | None:
+    """Steps between mask updates as configured (None: a one-shot method)."""
+    return getattr(pruner, "frequency", None)
 
 
 def _cycle(loader):
@@ -95,7 +119,8 @@ def main() -> None:
         for method in args.methods or methods():
             row = measure(model_name, method, args.steps, args.chunk, args.sparsity)
             print(f"{model_name:9s} {method:11s} dense {row['dense_step_s'] * 1e3:7.2f} ms  sparse "
-                  f"{row['sparse_step_s'] * 1e3:7.2f} ms  ratio {row['ratio']:.3f}  updates {row['updates']}",
+                  f"{row['sparse_step_s'] * 1e3:7.2f} ms  ratio {row['ratio']:.3f}  steady {row['steady_ratio']:.3f}  "
+                  f"amortized@100 {row['amortized_ratio_at_reference_frequency']:.3f}  updates {row['updates']}",
                   flush=True)
             rows.append(row)
     doc = {"machine": machine_info(), "settings": vars(args) | {"goal_ratio": GOAL, "clock": "time.thread_time_ns",
