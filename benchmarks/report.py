@@ -430,15 +430,23 @@ def sparse_overhead() -> list[str]:
         return []
     st = doc["settings"]
     out = ["### Training-step overhead of masks and schedules (`python benchmarks/sparse_overhead.py`)", "",
-           f"{st['steps']} optimizer steps at {st['sparsity']:.0%} sparsity, dense and sparse runs interleaved in "
-           f"chunks of {st['chunk']} steps, thread CPU time, one thread; mean step time including the mask updates "
-           f"(goal ≤ {st['goal_ratio']}×). " + _machine(doc), "",
-           "| model | method | dense step | sparse step | ratio | mask updates |", "|---|---|---|---|---|---|"]
+           f"{st['steps']} optimizer steps at {st['sparsity']:.0%} sparsity from the same initial weights and batches, "
+           f"dense and sparse runs interleaved in chunks of {st['chunk']} steps, thread CPU time, one thread. `run`: "
+           "mean step time ratio over this short run (its `from_budget` updates come every max(10, steps/100) "
+           "steps); `steady`: median step without a mask update once the masks are set (the parametrization's "
+           "cost, plus ISS-P's per-step shrink and PDP's per-forward soft mask); `at 100`: steady cost plus one update "
+           f"per 100 steps, the references' frequency (goal ≤ {st['goal_ratio']}×). " + _machine(doc), "",
+           "| model | method | dense step | run | steady | one update | at 100 |", "|---|---|---|---|---|---|---|"]
     for r in doc["runs"]:
-        out.append(f"| {r['model']} | {r['method']} | {r['dense_step_s'] * 1e3:.2f} ms | "
-                   f"{r['sparse_step_s'] * 1e3:.2f} ms | {r['ratio']:.2f} | {r['updates']} |")
-    return out + [""]
-
+        if "steady_ratio" not in r:
+            continue
+        out.append(f"| {r['model']} | {r['method']} | {r['dense_step_s'] * 1e3:.2f} ms | {r['ratio']:.2f} | "
+                   f"{r['steady_ratio']:.2f} | {r['update_cost_s'] * 1e3:.1f} ms | "
+                   f"{r['amortized_ratio_at_reference_frequency']:.2f} |")
+    return out + ["", "On ResNet-20 every method but PDP is within the goal; on the 0.6 ms LeNet-300-100 step the "
+                  "parametrization's fixed cost per masked layer (~70 µs: the `parametrize` property and the mask "
+                  "multiply and its backward) alone is 1.35–1.45×, and PDP's exact per-layer threshold (a k-th value "
+                  "over each weight tensor at every forward) is 2.7× / 6.4×.", ""]
 
 def lottery() -> list[str]:
     doc = _load("lottery.json")
