@@ -89,7 +89,7 @@ def _route_options(classes: dict[str, tuple[str, type]], options: dict[str, Any]
     return routed
 
 
-def _min_keep_groups(min_keep: Any, pat: Pattern, targets: list[Target]) -> list[int]:
+def min_keep_groups(min_keep: Any, pat: Pattern, targets: list[Target]) -> list[int]:
     if min_keep is None:
         return [0] * len(targets)
     if isinstance(min_keep, bool) or not isinstance(min_keep, int) or min_keep < 0:
@@ -166,7 +166,7 @@ class _Engine:
             self.pat.validate(t.name, t.shape2d)
         dense_names = select_names(self.ts, dense, "dense")
         self.dense_idx = {i for i, t in enumerate(self.ts) if t.name in dense_names}
-        self.min_keep_g = _min_keep_groups(min_keep, self.pat, self.ts)
+        self.min_keep_g = min_keep_groups(min_keep, self.pat, self.ts)
 
         # what has to be gathered: gradients, and which statistics of the layers' inputs
         self.kinds = list(dict.fromkeys(self.crit.stats + self.alloc.stats

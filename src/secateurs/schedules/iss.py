@@ -34,7 +34,7 @@ from torch import nn
 from .. import registry
 from ..allocations.base import Allocation, LayerInfo, allocate
 from ..core.masks import get_mask
-from ..core.prune import _min_keep_groups, check_sparsity, masked_group_scores, prune
+from ..core.prune import min_keep_groups, check_sparsity, masked_group_scores, prune
 from ..core.select import Chunk, Threshold
 from ..core.targets import Target
 from ..errors import InvalidArgumentError, PatternError
@@ -82,7 +82,7 @@ def magnitude_counts(targets: Sequence[Target], pat: Pattern, alloc: Allocation,
     chunks = [(lambda s=s: s) for s in scores]
     infos = [LayerInfo(t.name, tuple(t.shape), s.numel(), c) for t, s, c in zip(targets, scores, chunks)]
     total = sum(s.numel() for s in scores)
-    floors = _min_keep_groups(min_keep, pat, list(targets))  # the engine's floor (Gupta et al. 2022)
+    floors = min_keep_groups(min_keep, pat, list(targets))  # the engine's floor (Gupta et al. 2022)
     counts, hints = allocate(alloc, infos, round(sparsity * total), floors, set(), seed)
     return counts, hints, chunks
 
@@ -159,7 +159,7 @@ class IterativeSoftShrinkage(Schedule):
         super().__init__(model, targets=targets, ignore=ignore, optimizer=optimizer)
         for t in self.targets:
             self.pattern.validate(t.name, t.shape2d)
-        _min_keep_groups(min_keep, self.pattern, self.targets)  # a non-negative int or None
+        min_keep_groups(min_keep, self.pattern, self.targets)  # a non-negative int or None
         self.min_keep = min_keep
         if not isinstance(self.pattern, NM):  # min_keep and the allocation can meet the target: fail now, not mid-run
             magnitude_counts(self.targets, self.pattern, self.alloc, self.final_sparsity, seed, min_keep)

@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..core.masks import get_mask, set_mask
-from ..core.prune import _min_keep_groups, check_sparsity
+from ..core.prune import min_keep_groups, check_sparsity
 from ..core.targets import Target
 from ..errors import InvalidArgumentError, PatternError
 from ..patterns import NM, Pattern, Unstructured, parse
@@ -172,7 +172,7 @@ class PDP(Schedule):
         self.allocation = allocation or ("uniform" if isinstance(self.pattern, NM) else "global")
         self.alloc = build_weight_allocation(self.allocation, dict(options), self.final_sparsity, self.pattern)
         super().__init__(model, targets=targets, ignore=ignore, optimizer=optimizer)
-        _min_keep_groups(min_keep, self.pattern, self.targets)  # validates before anything is touched
+        min_keep_groups(min_keep, self.pattern, self.targets)  # validates before anything is touched
         self.min_keep = min_keep
         for t in self.targets:
             self.pattern.validate(t.name, t.shape2d)
