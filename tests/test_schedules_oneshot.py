@@ -76,3 +76,24 @@ def test_cli_train_json(runner):
     assert doc["sparsity"] == pytest.approx(0.9, abs=1e-4) and len(doc["history"]) == 2
     bad = runner.invoke(app, ["train", "--method", "snip", "--sparsity", "1.5", "--epochs", "1"])
     assert bad.exit_code == 2 and "sparsity" in bad.output
+
+
+def test_training_mask_cache_follows_every_change_of_the_mask():
+    """Schedules keep a float copy of each mask (Mask.float_cache); an in-place change of the bool mask (as
+    drop-and-grow makes) or a replaced buffer must be seen by the very next forward."""
+    from secateurs.core.masks import get_mask_module
+
+    model = mlp(0)
+    pruner = OneShot(model, 0.5)
+    pruner.step()
+    t = pruner.targets[0]
+    m = get_mask_module(t.module, t.param)
+    assert m.float_cache
+    w1 = t.weight.detach().clone()
+    assert m._float is not None and torch.equal(w1, t.leaf.detach() * m.mask)
+    m.mask[0].logical_not_()  # in place
+    assert torch.equal(t.weight.detach(), t.leaf.detach() * m.mask)
+    m.mask = m.mask.clone().fill_(True)  # a new buffer
+    assert torch.equal(t.weight.detach(), t.leaf.detach())
+    m.mask = m.mask.to(torch.bool).logical_not()
+    assert torch.count_nonzero(t.weight) == 0

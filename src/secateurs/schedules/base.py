@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.masks import get_mask, masked_targets, set_mask, zero_fraction
+from ..core.masks import get_mask, get_mask_module, masked_targets, set_mask, zero_fraction
 from ..core.targets import Target, resolve_targets
 from ..errors import InvalidArgumentError
 
@@ -85,12 +85,22 @@ class Schedule:
     def step(self) -> dict[str, Any] | None:
         """Advance one optimizer step; update the masks if this step is an update step (returns its record)."""
         self.step_count += 1
+        if self.step_count == 1:
+            self.fast_masks()
         if not self.is_update_step(self.step_count):
             return None
         record = {"step": self.step_count, **self.update(self.step_count)}
         record.setdefault("sparsity", self.sparsity())
         self.history.append(record)
+        self.fast_masks()  # masks an update attached
         return record
+
+    def fast_masks(self) -> None:
+        """Let the targets' masks keep a copy in the weight's dtype while training (see ``Mask.float_cache``)."""
+        for t in self.targets:
+            m = get_mask_module(t.module, t.param)
+            if m is not None:
+                m.float_cache = True
 
     def sparsity(self) -> float:
         """Current fraction of zeros among the schedule's target weights."""
