@@ -70,3 +70,26 @@ def test_bad_layer_arguments():
     with pytest.raises(InvalidArgumentError, match="layer importance"):
         st.prune_layers(model, X, n=1, importance="bogus")
     assert len(model.blocks) == 4
+
+
+def test_cka_removes_the_block_whose_absence_changes_the_output_least():
+    """Pons, Yamamoto, Costa & Jordao 2024: an identity block leaves the output unchanged (CKA 1, score 0) and goes
+    first; linear CKA itself is invariant to isotropic scaling and orthogonal maps and 1 for identical inputs."""
+    from secateurs.structured.layers import linear_cka
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(50, 8, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(8, 8, generator=g))
+    assert linear_cka(a, a) == pytest.approx(1.0) and linear_cka(a, 3 * a @ q) == pytest.approx(1.0)
+    assert linear_cka(a, torch.randn(50, 8, generator=g)) < 0.5
+    torch.manual_seed(0)
+    model = build_model("vit").eval()
+    blocks = list(model.blocks)
+    with torch.no_grad():
+        blocks[1].attn.proj.weight.zero_(); blocks[1].attn.proj.bias.zero_()  # noqa: E702
+        blocks[1].mlp.fc2.weight.zero_(); blocks[1].mlp.fc2.bias.zero_()  # noqa: E702
+    before = outputs(model, X)
+    rep = st.prune_layers(model, X, n=1, importance="cka")
+    assert rep.removed == [1] and rep.scores[1] == pytest.approx(0.0, abs=1e-6)
+    assert all(s > 1e-4 for i, s in enumerate(rep.scores) if i != 1 and s is not None)
+    torch.testing.assert_close(outputs(model, X), before)

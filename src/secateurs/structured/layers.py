@@ -8,11 +8,15 @@ passes through unchanged).  Scores, from the blocks' inputs and outputs on the e
 * ``angular`` — Gromov et al. 2024 ("The Unreasonable Ineffectiveness of the Deeper Layers", eq. 7): the angular
   distance arccos(cos(x_l, x_{l+n})) / π between the input of block l and of block l+n; the ``n`` consecutive
   blocks with the smallest distance are removed together.
+* ``cka`` — Pons, Yamamoto, Costa & Jordao 2024 ("Effective Layer Pruning Through Similarity Metric
+  Perspective"): for each candidate block, the model is run with that block skipped and its output compared with the
+  unpruned model's by linear CKA (Kornblith et al. 2019, eq. for the linear kernel); the blocks whose removal
+  leaves the most similar representation go.  The score is 1 − CKA (low = removable).  One-shot ranking here; the
+  paper's loop of removing one block and fine-tuning is ``prune_layers(..., n=1)`` called repeatedly.
 * ``random`` — a seeded random choice, the baseline.
 
 The same call on an untrained model removes blocks before training, the setting of Jordao et al. 2023 ("When
-Layers Play the Lottery, all Tickets Win at Initialization"); their own layer-scoring criterion is not implemented
-here — only the scores above are.
+Layers Play the Lottery, all Tickets Win at Initialization"), whose authors' later criterion is ``cka``.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from ..errors import InvalidArgumentError, ModelStructureError, PruningError
 from .count import count_macs, count_params
 from .trace import _tensors, call
 
-LAYER_SCORES = ("bi", "angular", "random")
+LAYER_SCORES = ("bi", "angular", "cka", "random")
 
 
 @dataclass
@@ -98,6 +102,47 @@ def _run_blocks(model: nn.Module, blocks: nn.Module, batches: list[Any]) -> tupl
     return [b if ok else None for b, ok in zip(bi, shapes_ok)], shapes_ok, states
 
 
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Linear CKA of two representations of the same n examples (rows): ||Yᶜᵀ Xᶜ||²_F / (||Xᶜᵀ Xᶜ||_F ||Yᶜᵀ Yᶜ||_F)
+    with column-centred Xᶜ, Yᶜ (Kornblith et al. 2019); computed through n×n Gram matrices when n is smaller."""
+    x, y = x.double().flatten(1), y.double().flatten(1)
+    x, y = x - x.mean(0), y - y.mean(0)
+    if x.shape[0] < max(x.shape[1], y.shape[1]):
+        kx, ky = x @ x.T, y @ y.T
+        num, dx, dy = (kx * ky).sum(), kx.norm(), ky.norm()
+    else:
+        num, dx, dy = (y.T @ x).norm() ** 2, (x.T @ x).norm(), (y.T @ y).norm()
+    return float(num / (dx * dy)) if dx > 0 and dy > 0 else 0.0
+
+
+def _skip_output(out: Any, inp: torch.Tensor) -> Any:
+    """The block's output with its hidden state replaced by the block's input (the block skipped)."""
+    if isinstance(out, torch.Tensor):
+        return inp
+    if isinstance(out, tuple) and out and isinstance(out[0], torch.Tensor):
+        return (inp, *out[1:])
+    raise ModelStructureError(f"cannot skip a block whose output is a {type(out).__name__}")
+
+
+def _cka_scores(model: nn.Module, blocks: nn.Module, batches: list[Any], removable: list[int]) -> list[float | None]:
+    """1 − linear CKA between the model's output and its output with block i skipped, per removable block."""
+    with torch.no_grad():
+        ref = [_hidden(call(model, x)) for x in batches]
+    scores: list[float | None] = [None] * len(blocks)
+    for i in removable:
+        handle = blocks[i].register_forward_hook(lambda m, args, kwargs, out: _skip_output(out, _hidden((args, kwargs))),
+                                                 with_kwargs=True)
+        try:
+            with torch.no_grad():
+                outs = [_hidden(call(model, x)) for x in batches]
+        finally:
+            handle.remove()
+        a = torch.cat([r.reshape(r.shape[0], -1) if r.dim() < 3 else r.reshape(-1, r.shape[-1]) for r in ref])
+        b = torch.cat([o.reshape(o.shape[0], -1) if o.dim() < 3 else o.reshape(-1, o.shape[-1]) for o in outs])
+        scores[i] = 1.0 - linear_cka(a, b)
+    return scores
+
+
 def prune_layers(model: nn.Module, example_inputs: Any, n: int = 1, importance: str = "bi", *,
                  blocks: str | None = None, data: Any = None, seed: int = 0) -> LayerReport:
     """Remove ``n`` blocks of the list ``blocks`` (found automatically when None) from ``model``, in place.
@@ -133,6 +178,9 @@ def prune_layers(model: nn.Module, example_inputs: Any, n: int = 1, importance: 
             scores = list(bi)
             order = sorted(removable, key=lambda i: (scores[i], i))
             removed = sorted(order[:n])
+        elif importance == "cka":
+            scores = _cka_scores(model, lst, batches, removable)
+            removed = sorted(sorted(removable, key=lambda i: (scores[i], i))[:n])
         elif importance == "angular":
             scores = [None] * len(lst)
             best = None
