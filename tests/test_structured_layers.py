@@ -93,3 +93,18 @@ def test_cka_removes_the_block_whose_absence_changes_the_output_least():
     assert rep.removed == [1] and rep.scores[1] == pytest.approx(0.0, abs=1e-6)
     assert all(s > 1e-4 for i, s in enumerate(rep.scores) if i != 1 and s is not None)
     torch.testing.assert_close(outputs(model, X), before)
+
+
+def test_cka_on_resnet_stage_and_llama_layers():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = build_model("resnet20").eval()
+    rep = st.prune_layers(model, X, n=1, importance="cka", blocks="layer3")
+    assert rep.scores[0] is None and rep.removed[0] in (1, 2) and len(model.layer3) == 2
+    cfg = transformers.LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_attention_heads=2,
+                                   num_key_value_heads=2, num_hidden_layers=4, max_position_embeddings=32)
+    llama = transformers.LlamaForCausalLM(cfg).eval()
+    ids = torch.randint(0, 100, (2, 8), generator=torch.Generator().manual_seed(0))
+    rep = st.prune_layers(llama, {"input_ids": ids}, n=1, importance="cka")
+    assert all(s is not None and 0 <= s <= 1 for s in rep.scores)
+    assert rep.removed == [min(range(4), key=lambda i: rep.scores[i])] and llama.config.num_hidden_layers == 3
