@@ -49,6 +49,16 @@ def check_temperature(value: Any) -> float:
     return float(value)
 
 
+_FLOOR = -60.0  # sigmoid(-60) ≈ 9e-27
+
+
+def _sigmoid(z: torch.Tensor) -> torch.Tensor:
+    """sigmoid(z), exactly 0 where it is below ~1e-26.  With τ = 1e-4 most pruned weights get z of -1e3 and less:
+    their sigmoid and the masked weights underflow into subnormal floats, which made every convolution of a
+    ResNet-20 about 8x slower on x86 CPUs.  The values dropped (and their gradients) are below 1e-26."""
+    return torch.where(z < _FLOOR, z.new_zeros(()), torch.sigmoid(z))
+
+
 class SoftMask(nn.Module):
     """Parametrization ``W -> m(W) ⊙ W`` with PDP's soft mask ``m(w) = sigmoid((w² − t²)/τ)``.
 
@@ -96,11 +106,11 @@ class SoftMask(nn.Module):
         t = self.threshold(w)
         x = w.float()
         if self.m is None:
-            return torch.sigmoid((x * x - t * t) / self.temperature).to(w.dtype)
+            return _sigmoid(((x * x - t * t) / self.temperature)).to(w.dtype)
         x2 = self._view2d(x)
         rows, cols = x2.shape
         g = x2.reshape(rows, cols // self.m, self.m)
-        m2 = torch.sigmoid((g * g - (t * t).unsqueeze(-1)) / self.temperature).reshape(rows, cols)
+        m2 = _sigmoid((g * g - (t * t).unsqueeze(-1)) / self.temperature).reshape(rows, cols)
         return (m2.t() if self.transposed else m2.reshape(w.shape)).to(w.dtype)
 
     def extra_repr(self) -> str:
