@@ -13,6 +13,8 @@ and the ratio amortized at the references' update frequency (every 100 steps), w
 checked against.
 
     python benchmarks/sparse_overhead.py [--models resnet20 lenet300] [--methods gmp rigl ...] [--steps 400]
+
+Re-running some models/methods keeps the other rows of the JSON.
 """
 from __future__ import annotations
 
@@ -123,6 +125,9 @@ def main() -> None:
                   f"amortized@100 {row['amortized_ratio_at_reference_frequency']:.3f}  updates {row['updates']}",
                   flush=True)
             rows.append(row)
+    old = json.loads(OUT.read_text()).get("runs", []) if OUT.exists() else []  # a partial re-run keeps other rows
+    done = {(r["model"], r["method"]) for r in rows}
+    rows = [r for r in old if (r["model"], r["method"]) not in done and "steady_ratio" in r] + rows
     doc = {"machine": machine_info(), "settings": vars(args) | {"goal_ratio": GOAL, "clock": "time.thread_time_ns",
                                                                  "threads": 1}, "runs": rows}
     atomic_write_text(OUT, json.dumps(doc, indent=2) + "\n")
