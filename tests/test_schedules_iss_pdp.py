@@ -82,6 +82,21 @@ def test_iss_shrinks_not_zeroes_by_the_factor():
     assert not masked_targets(model)  # no hard mask during the soft stage
 
 
+def test_iss_never_leaves_subnormal_floats():
+    """Shrinking a weight near the smallest normal float gives exactly 0, not a subnormal that slows CPU math."""
+    model = mlp()
+    lin = model[0]
+    with torch.no_grad():
+        lin.weight[0, 0] = 1.4e-38  # shrunk by 0.8 it would be subnormal (fp32 normals start at 1.18e-38)
+        lin.weight[0, 1] = 1e-30
+    p = IterativeSoftShrinkage(model, 0.5, end_step=10, shrink=0.8)
+    p.step()
+    w = lin.weight.detach()
+    assert w[0, 0] == 0 and w[0, 1] == pytest.approx(0.8e-30)
+    tiny = torch.finfo(torch.float32).tiny
+    assert not ((w != 0) & (w.abs() < tiny)).any()
+
+
 def test_iss_recovers_weights_that_grow_back():
     """A shrunk weight that training pushes up re-enters the kept set (the structure is re-learned)."""
     lin = nn.Linear(4, 1, bias=False)
