@@ -14,7 +14,11 @@ def test_methods_json(runner):
     res = runner.invoke(app, ["methods", "--json"])
     assert res.exit_code == 0
     doc = json.loads(res.stdout)
-    assert set(doc) == {"criteria", "scopes", "allocations", "patterns", "solvers", "importances"}
+    assert set(doc) == {"criteria", "scopes", "allocations", "patterns", "solvers", "importances", "schedules",
+                        "scorers", "selectors"}
+    assert set(doc["schedules"]) == {"gmp", "oneshot", "snip", "grasp", "synflow", "random-erk", "set", "rigl",
+                                     "granet", "iss", "pdp"}
+    assert set(doc["selectors"]) == {"hard", "easy", "random", "ccs", "dbp"}
     assert set(doc["importances"]) == {"l1", "l2", "bn_scale", "taylor", "fpgm", "random"}
     assert set(doc["criteria"]) == {"magnitude", "random", "snip", "grasp", "synflow", "taylor", "wanda", "gblm",
                                     "sparsegpt", "alps", "ria", "dsnot"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from typing import Any, Callable
 
 from .errors import UnknownNameError
@@ -64,13 +65,17 @@ def names(kind: str) -> list[str]:
     return sorted(_REGISTRY.get(kind, {}))
 
 
+_SENTENCE_END = re.compile(r"(?<!\bal)(?<!\beq)(?<!\bcf)(?<!e\.g)(?<!i\.e)\.\s+(?=[A-Z`(])")
+
+
 def describe(kind: str) -> dict[str, str]:
-    """name -> first line of the component's docstring (for ``secateurs methods``)."""
+    """name -> first sentence of the component's docstring (for ``secateurs methods``)."""
     _load(kind)
     out = {}
     for name, obj in sorted(_REGISTRY.get(kind, {}).items()):
-        doc = (obj.__doc__ or "").strip().splitlines()
-        out[name] = doc[0] if doc else ""
+        para = " ".join((obj.__doc__ or "").strip().split("\n\n")[0].split())  # first paragraph, one line
+        m = _SENTENCE_END.search(para)
+        out[name] = para[:m.start() + 1] if m else para  # its first sentence ("et al." is not an end)
     return out
 
 

@@ -69,9 +69,11 @@ def prune_cmd(
 
 @handle_errors
 def methods_cmd(as_json: bool = typer.Option(False, "--json", help="print a JSON document on stdout")) -> None:
-    """List the registered criteria, scopes, allocations, patterns, solvers and structured importances."""
+    """List the registered criteria, scopes, allocations, patterns, solvers, structured importances, training-time
+    schedules and data scorers/selectors."""
     kinds = {"criteria": "criterion", "scopes": "scope", "allocations": "allocation", "patterns": "pattern",
-             "solvers": "solver", "importances": "importance"}
+             "solvers": "solver", "importances": "importance", "schedules": "schedule", "scorers": "scorer",
+             "selectors": "selector"}
     docs = {k: registry.describe(kind) for k, kind in kinds.items()}
     if as_json:
         emit_json({k: sorted(v) for k, v in docs.items()})
