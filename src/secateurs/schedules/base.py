@@ -125,3 +125,27 @@ class Schedule:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step_count = int(state["step_count"])
         self.history = list(state["history"])
+
+
+class SoftThenHard(Schedule):
+    """A schedule with a soft phase (shrunk or soft-masked weights) that ends in hard engine masks: ISS-P, PDP.
+
+    Subclasses set ``self.hard = False`` at construction and implement :meth:`harden` (idempotent); :meth:`finish`
+    makes the masks hard if training stopped before the schedule did.
+    """
+
+    hard: bool = False
+    final_sparsity: float
+
+    def harden(self) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Make the masks hard (exactly the final sparsity) if the schedule has not already."""
+        if not self.hard:
+            self.harden()
+            self.history.append({"step": self.step_count, "phase": "hard",
+                                 "target_sparsity": self.final_sparsity, "sparsity": self.sparsity()})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "hard": self.hard}

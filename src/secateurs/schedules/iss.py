@@ -40,7 +40,7 @@ from ..core.targets import Target
 from ..errors import InvalidArgumentError, PatternError
 from ..patterns import NM, Pattern, parse
 from ..registry import register
-from .base import Schedule, check_step, reset_optimizer_state
+from .base import SoftThenHard, check_step, reset_optimizer_state
 
 
 def check_open_fraction(name: str, value: Any) -> float:
@@ -123,7 +123,7 @@ def names_selector(targets: Sequence[Target]):
 
 
 @register("schedule", "iss")
-class IterativeSoftShrinkage(Schedule):
+class IterativeSoftShrinkage(SoftThenHard):
     """ISS-P (Wang et al., ICCV 2023): shrink the lowest-magnitude weights by ``shrink`` after every optimizer
     step until ``end_step``, then prune them hard (engine masks) and train on sparse.
 
@@ -206,16 +206,6 @@ class IterativeSoftShrinkage(Schedule):
         for t in self.targets:  # no stale momentum pushing pruned originals off zero
             reset_optimizer_state(self.optimizer, t.leaf, ~get_mask(t))
         self.hard = True
-
-    def finish(self) -> None:
-        """Make the masks hard if training stopped before ``end_step``."""
-        if not self.hard:
-            self.harden()
-            self.history.append({"step": self.step_count, "phase": "hard",
-                                 "target_sparsity": self.final_sparsity, "sparsity": self.sparsity()})
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "hard": self.hard}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)

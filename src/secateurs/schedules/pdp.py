@@ -37,7 +37,7 @@ from ..core.targets import Target
 from ..errors import InvalidArgumentError, PatternError
 from ..patterns import NM, Pattern, Unstructured, parse
 from ..registry import register
-from .base import Schedule, check_step, reset_optimizer_state
+from .base import SoftThenHard, check_step, reset_optimizer_state
 from .iss import (build_weight_allocation, keep_masks_for, lowest_magnitude_keep, magnitude_counts,
                   magnitude_group_scores)
 
@@ -137,7 +137,7 @@ def remove_soft_mask(t: Target) -> None:
 
 
 @register("schedule", "pdp")
-class PDP(Schedule):
+class PDP(SoftThenHard):
     """PDP (Cho et al., NeurIPS 2023): soft masks sigmoid((W² − t²)/τ) from the weights during training, hard
     (engine masks, exact sparsity) at ``end_step`` or :meth:`finish`.
 
@@ -300,15 +300,8 @@ class PDP(Schedule):
             reset_optimizer_state(self.optimizer, t.leaf, ~keep)
         self.hard = True
 
-    def finish(self) -> None:
-        """Make the masks hard (if ``end_step`` has not already) at exactly the final sparsity."""
-        if not self.hard:
-            self.harden()
-            self.history.append({"step": self.step_count, "phase": "hard",
-                                 "target_sparsity": self.final_sparsity, "sparsity": self.sparsity()})
-
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "hard": self.hard, "counts": self.counts}
+        return {**super().state_dict(), "counts": self.counts}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
