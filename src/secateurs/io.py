@@ -47,6 +47,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
+def save_safetensors_atomic(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
+                            metadata: dict[str, str] | None = None) -> Path:
+    """Write ``tensors`` as a safetensors file via a temporary file in the same directory and :func:`os.replace`
+    (readable like any other file: mkstemp's 0600 is widened to 0644)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def pack_bits(mask: torch.Tensor) -> torch.Tensor:
     """Bool tensor -> uint8 tensor of ceil(n/8) bytes (MSB first)."""
     flat = mask.reshape(-1).to(torch.uint8).cpu()

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from ..core.progress import progress_bar
 from ..errors import InvalidArgumentError, MissingDataError
+from ..zoo.trainer import _eval_mode
 from .score import dataset_tensors
 
 ModelSpec = Union[str, Callable[[], nn.Module], nn.Module]
@@ -275,12 +276,8 @@ def collect(
 def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
     """Logits of ``model`` in eval mode for every row of ``x``, as float64 on the CPU (train mode restored)."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    was = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         out = [model(chunk.to(device)).to("cpu", torch.float64) for chunk in x.split(batch_size)]
-    finally:
-        model.train(was)
     logits = torch.cat(out)
     if logits.ndim != 2:
         raise InvalidArgumentError(f"the model must return (N, classes) logits, got shape {tuple(logits.shape)}")
@@ -296,8 +293,6 @@ def grad_norms(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 128) ->
     """
     from torch.func import functional_call, grad, vmap
 
-    was = model.training
-    model.eval()
     params = {k: p.detach() for k, p in model.named_parameters() if p.requires_grad}
     buffers = dict(model.named_buffers())
 
@@ -307,7 +302,7 @@ def grad_norms(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 128) ->
 
     per_sample = vmap(grad(loss_one), in_dims=(None, 0, 0))
     norms = []
-    try:
+    with _eval_mode(model):
         try:
             for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
                 g = per_sample(params, xb, yb)
@@ -320,8 +315,6 @@ def grad_norms(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 128) ->
                 loss = F.cross_entropy(model(xi.unsqueeze(0)), yi.unsqueeze(0))
                 gs = torch.autograd.grad(loss, plist, allow_unused=True)
                 norms.append(torch.sqrt(sum(g.double().pow(2).sum() for g in gs if g is not None)).reshape(1))
-    finally:
-        model.train(was)
     return torch.cat(norms).numpy()
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -92,20 +91,11 @@ def _load_cached(path: Path, model: nn.Module) -> dict[str, Any]:
 
 
 def _save_atomic(path: Path, model: nn.Module, metadata: dict[str, str]) -> None:
-    """Write the model's state_dict to ``path`` via a temporary file in the same directory and os.replace."""
-    from safetensors.torch import save_file
+    """Write the model's state_dict to ``path`` atomically."""
+    from ..io import save_safetensors_atomic
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache file is readable like any other
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_safetensors_atomic(path, {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()},
+                            metadata)
 
 
 def pretrained(

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from ..errors import CheckpointError
+from ..io import save_safetensors_atomic
 from ..registry import register
 from .cache import _default_cache_dir
 from .digits import ClassificationData
@@ -140,22 +140,6 @@ def _load(path: Path, n: int) -> torch.Tensor | None:
     return emb if emb.ndim == 2 and emb.shape[0] == n and emb.dtype == torch.float32 else None
 
 
-def _save_atomic(path: Path, emb: torch.Tensor) -> None:
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({"embeddings": emb.contiguous()}, tmp, metadata={"model": "all-MiniLM-L6-v2",
-                                                                    "plays": json.dumps(PLAYS)})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @register("dataset", "shakespeare-plays")
 def shakespeare_plays(cache_dir: str | os.PathLike | None = None, progress: bool = False) -> TextClassificationData:
     """Which of four Shakespeare plays a speech comes from: MiniLM embeddings (384-d), 4 classes, fixed 75/25 split.
@@ -170,7 +154,8 @@ def shakespeare_plays(cache_dir: str | os.PathLike | None = None, progress: bool
     emb = _load(path, len(texts))
     if emb is None:
         emb = torch.from_numpy(sentence_embeddings(texts, progress=progress))
-        _save_atomic(path, emb)
+        save_safetensors_atomic(path, {"embeddings": emb.contiguous()},
+                                {"model": "all-MiniLM-L6-v2", "plays": json.dumps(PLAYS)})
     y = torch.tensor(labels, dtype=torch.int64)
     train, test = _split(labels)
     tr, te = torch.tensor(train), torch.tensor(test)
