@@ -97,3 +97,25 @@ def test_training_mask_cache_follows_every_change_of_the_mask():
     assert torch.equal(t.weight.detach(), t.leaf.detach())
     m.mask = m.mask.to(torch.bool).logical_not()
     assert torch.count_nonzero(t.weight) == 0
+
+
+@pytest.mark.parametrize("name", ["gmp", "rigl", "iss"])
+def test_schedules_train_a_bf16_model(name):
+    """Masks (and their training cache), dense-gradient capture and shrinking work in the model's dtype."""
+    from secateurs.registry import get
+
+    model = mlp(0).to(torch.bfloat16)
+    pruner = get("schedule", name).from_budget(model, sparsity=0.8, total_steps=40)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    pruner.attach_optimizer(opt)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        x, y = torch.randn(16, 1, 8, 8, generator=g).to(torch.bfloat16), torch.randint(0, 10, (16,), generator=g)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x).float(), y).backward()
+        opt.step()
+        pruner.step()
+    pruner.finish()
+    assert all(p.dtype == torch.bfloat16 for p in model.parameters())
+    assert secateurs.sparsity(model) >= 0.8 - 1e-3
+    assert torch.isfinite(model(torch.randn(2, 1, 8, 8).to(torch.bfloat16))).all()
