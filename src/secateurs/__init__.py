@@ -3,6 +3,9 @@
 Public API::
 
     report = secateurs.prune(model, sparsity=0.9, method="magnitude", allocation="global")
+    spec = secateurs.PruneSpec(0.5, "wanda", allocation="owl")   # validated, JSON-serialisable
+    plan = secateurs.plan_masks(model, spec, data=batches)       # masks computed, model untouched
+    plan.apply(model)                                            # == spec.run(model, data=batches)
     secateurs.sparsity(model); secateurs.save(model, "m.safetensors"); secateurs.load("m.safetensors", model)
     secateurs.finalize(model)   # bake the zeros in, remove the masks
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 from .core.masks import finalize, sparsity
 from .core.prune import prune
 from .core.report import PruneReport
+from .core.spec import MaskPlan, PruneSpec, plan_masks
 from .errors import (
     CheckpointError,
     InvalidArgumentError,
@@ -29,7 +33,7 @@ from .io import load, save
 __version__ = "0.1.0"
 
 __all__ = [
-    "prune", "finalize", "sparsity", "save", "load", "PruneReport", "PruningError", "InvalidArgumentError",
+    "prune", "PruneSpec", "plan_masks", "MaskPlan", "finalize", "sparsity", "save", "load", "PruneReport", "PruningError", "InvalidArgumentError",
     "UnknownNameError", "PatternError", "NoTargetsError", "MissingDataError", "NonFiniteError",
     "UnreachableTargetError", "CheckpointError", "ModelStructureError", "OutputExistsError", "__version__",
 ]

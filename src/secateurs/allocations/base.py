@@ -28,14 +28,16 @@ class LayerInfo:
     n_groups: int
     scores: Chunk  # flat group scores of the criterion (recomputed on call)
     group: int = 0  # layers of one block share a group (OWL sets one ratio per block)
-    activation_scores: Callable[[], torch.Tensor] | None = None  # |W|·||X_j|| (Wanda), for allocations with stats
+    target: Any = None  # the Target (weights), for allocations that read them with statistics
+    stats: dict[str, Any] | None = None  # the calibration statistics the allocation declared (``Allocation.stats``)
 
 
 class Allocation:
     """Base class: ``counts`` splits ``budget`` pruned groups over ``layers`` (each at most its n_groups).
 
-    ``needs_scores``: ranks the criterion's scores across layers.  ``stats``: calibration statistics it needs
-    (given to it as ``LayerInfo.activation_scores``).  Options are ``__init__`` keyword arguments."""
+    ``needs_scores``: ranks the criterion's scores across layers.  ``stats``: the calibration statistics it needs
+    (names of :mod:`secateurs.core.stats` kinds; the engine collects them and hands them over as
+    ``LayerInfo.stats``, with the weights as ``LayerInfo.target``: the engine names no criterion).  Options are ``__init__`` keyword arguments."""
 
     needs_scores = False
     stats: tuple[str, ...] = ()

@@ -26,14 +26,23 @@ uniform; a configuration whose largest group sparsity would reach 1 is refused.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 
 from ..core.select import Threshold
+from ..criteria.wanda import layer_wanda_scores
 from ..errors import InvalidArgumentError
-from ..registry import register
+from ..registry import option, register
 from .base import Allocation, LayerInfo, split_exactly
+
+
+def _wanda(layer: LayerInfo) -> torch.Tensor:
+    """OWL's outlier scores of one layer: Wanda's |W|·||X_j||₂ from the layer's weights and input norms."""
+    if layer.stats is None or "scaler_row" not in layer.stats:
+        raise InvalidArgumentError(f"OWL needs the input norms of layer {layer.name!r} (statistic 'scaler_row'); "
+                                   f"it was not called on the calibration data")
+    return layer_wanda_scores(layer.target, layer.stats)
 
 
 def outlier_ratio(scores: torch.Tensor, owl_m: float) -> float:
@@ -72,16 +81,14 @@ class OWL(Allocation):
 
     stats = ("scaler_row",)
 
-    def __init__(self, owl_lambda: float = 0.08, owl_m: float = 5.0, owl_ratios: list[float] | None = None):
+    def __init__(self, owl_lambda: Annotated[float, option("λ: layer sparsities spread over s ± λ", ge=0,
+                                                         allow_inf_nan=False)] = 0.08,
+                 owl_m: Annotated[float, option("outlier threshold M: |W|·||X|| above M × the layer mean", gt=0,
+                                                allow_inf_nan=False)] = 5.0,
+                 owl_ratios: Annotated[list[float] | None, option("outlier ratios D_l (percent, one per group) "
+                                                                  "of an earlier run", min_length=1)] = None):
         """``owl_ratios``: outlier ratios D_l from an earlier run (``report.allocation_options["outlier_ratios"]``)
         on the same dense model, calibration data and ``owl_m``; the statistics are then not needed."""
-        if not (isinstance(owl_lambda, (int, float)) and owl_lambda >= 0):
-            raise InvalidArgumentError(f"owl_lambda must be >= 0 (0.08), got {owl_lambda!r}")
-        if not (isinstance(owl_m, (int, float)) and owl_m > 0):
-            raise InvalidArgumentError(f"owl_m must be > 0 (5), got {owl_m!r}")
-        if owl_ratios is not None and not (isinstance(owl_ratios, (list, tuple)) and owl_ratios
-                                           and all(isinstance(r, (int, float)) for r in owl_ratios)):
-            raise InvalidArgumentError("owl_ratios must be a non-empty list of outlier percentages, one per group")
         self.owl_lambda, self.owl_m = float(owl_lambda), float(owl_m)
         self.given = owl_ratios is not None
         self.outlier_ratios: list[float] = list(owl_ratios or [])
@@ -104,7 +111,7 @@ class OWL(Allocation):
     def observe(self, layers: Sequence[LayerInfo]) -> None:
         """One block's outlier ratio, computed while its weights are in memory (a streamed checkpoint)."""
         if not self.given:
-            scores = torch.cat([l.activation_scores().reshape(-1).float().cpu() for l in layers])
+            scores = torch.cat([_wanda(l).reshape(-1).float().cpu() for l in layers])
             self.observed[layers[0].group] = outlier_ratio(scores, self.owl_m)
 
     def _ratios(self, layers: Sequence[LayerInfo]) -> dict[int, float]:
@@ -120,7 +127,7 @@ class OWL(Allocation):
                 out[g] = self.observed[g]
                 continue
             members = [l for l in layers if l.group == g]
-            scores = torch.cat([l.activation_scores().reshape(-1).float().cpu() for l in members])
+            scores = torch.cat([_wanda(l).reshape(-1).float().cpu() for l in members])
             out[g] = outlier_ratio(scores, self.owl_m)
         if not self.outlier_ratios:  # the first call sees every layer; later ones (min_keep loop) subsets
             self.outlier_ratios = [out[g] for g in groups]

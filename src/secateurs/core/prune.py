@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,8 +24,7 @@ from torch import nn
 
 from .. import registry
 from ..allocations.base import Allocation, LayerInfo, allocate
-from ..criteria.base import Criterion, ScoreContext, eval_mode
-from ..criteria.wanda import layer_wanda_scores
+from ..criteria.base import Criterion, ScoreContext
 from ..errors import InvalidArgumentError, MissingDataError, ModelStructureError, NonFiniteError, PatternError
 from ..patterns import NM, Pattern, parse
 from ..solvers.base import Solver
@@ -32,11 +32,13 @@ from .blocks import find_blocks
 from .feed import Feed
 from .finite import all_finite
 from .masks import clear_mask, get_mask, set_mask
+from .modes import eval_mode
 from .progress import progress_bar
 from .plan import LayerPlan
 from .report import LayerReport, PruneReport
 from .select import Threshold
 from .sequential import sequential
+from .spec import MaskPlan, PruneSpec, spec_from_call
 from .stats import check_collectable, collect
 from .targets import Target, resolve_targets, select_names
 
@@ -115,51 +117,79 @@ def masked_group_scores(t: Target, pat: Pattern, scores2d: torch.Tensor) -> torc
     return gs.masked_fill(~alive, -math.inf)
 
 
+@dataclass
+class Components:
+    """The registry components one spec names, built and cross-checked (no model needed)."""
+
+    pat: Pattern
+    sparsity: float
+    crit: Criterion
+    alloc_name: str
+    alloc: Allocation
+    solver_name: str | None
+    solver: Solver | None
+    scope_name: str | None
+    scope: Any
+
+
+def resolve_components(spec: Any) -> Components:
+    """Build the criterion, allocation, solver, scope and pattern of ``spec`` (a :class:`PruneSpec`), route its
+    options to them and check they fit together; every check that needs no model or data."""
+    pat = parse(spec.pattern)
+    if not isinstance(spec.pattern, str):
+        object.__setattr__(spec, "pattern", pat.name)
+    sparsity = check_sparsity(spec.sparsity, pat)
+    method, allocation, scope, solver = spec.method, spec.allocation, spec.scope, spec.solver
+    if not isinstance(method, str):
+        raise InvalidArgumentError(f"method must be the name of a criterion (secateurs methods), got {method!r}")
+    crit_cls = registry.get("criterion", method)
+    if scope == "global":  # one ranking over every layer is the global allocation with per-layer selection
+        if allocation not in (None, "global"):
+            raise InvalidArgumentError(f"scope='global' ranks every layer together, which is allocation="
+                                       f"'global'; it cannot be combined with allocation={allocation!r}")
+        allocation, scope = "global", "layer"
+    fixed = pat.fixed_density is not None
+    alloc_name = allocation or ("uniform" if fixed else crit_cls.default_allocation)
+    alloc_cls = registry.get("allocation", alloc_name)
+    if fixed and not (alloc_name == "uniform" or alloc_cls.nm_keep is not Allocation.nm_keep):
+        raise PatternError(f"pattern {pat.name} fixes every layer's density, so allocation "
+                           f"{alloc_name!r} cannot apply; use 'uniform' or 'owl' (mixed N:M)")
+    solver_name = solver if solver is not None else crit_cls.solver
+    classes = {"criterion": (method, crit_cls), "allocation": (alloc_name, alloc_cls)}
+    if solver_name is not None:
+        classes["solver"] = (solver_name, registry.get("solver", solver_name))
+    routed = _route_options(classes, spec.options)
+    crit: Criterion = registry.build("criterion", method, routed["criterion"])
+    alloc: Allocation = registry.build("allocation", alloc_name, routed["allocation"])
+    solv: Solver | None = (registry.build("solver", solver_name, routed["solver"])
+                           if solver_name is not None else None)
+    scope_name = scope if scope is not None else crit.default_scope
+    if scope_name is None:  # the criterion leaves selection to its solver (SparseGPT)
+        if solv is None or not solv.selects:
+            raise InvalidArgumentError(f"criterion {method!r} selects through a solver; pass a scope "
+                                       f"('row' or 'layer') to use it with solver={solver!r}")
+        scope_fn = None
+    else:
+        scope_fn = registry.get("scope", scope_name)
+    if solv is not None:
+        solv.check(pat, selecting=scope_fn is None)
+    alloc.check(sparsity, getattr(pat, "n", None) if fixed else None, getattr(pat, "m", None) if fixed else None)
+    return Components(pat, sparsity, crit, alloc_name, alloc, solver_name, solv, scope_name, scope_fn)
+
+
 class _Engine:
     """One pruning call, validated; :meth:`run` does the work."""
 
-    def __init__(self, model: nn.Module, sparsity: Any, method: str, allocation: str | None, pattern: Any,
-                 data: Any, loss_fn: Callable | None, targets: Any, ignore: Any, min_keep: Any, seed: Any,
-                 dense: Any, scope: str | None, solver: str | None, blocks: Any, device: Any, progress: bool,
-                 bake: bool, options: dict[str, Any], stream: Any = None):
-        self.model, self.progress, self.bake, self.stream = model, progress, bake, stream
-        self.pat = parse(pattern)
-        self.sparsity = check_sparsity(sparsity, self.pat)
-        crit_cls = registry.get("criterion", method)
-        self.method = method
-        if scope == "global":  # one ranking over every layer is the global allocation with per-layer selection
-            if allocation not in (None, "global"):
-                raise InvalidArgumentError(f"scope='global' ranks every layer together, which is allocation="
-                                           f"'global'; it cannot be combined with allocation={allocation!r}")
-            allocation, scope = "global", "layer"
-        fixed = self.pat.fixed_density is not None
-        self.alloc_name = allocation or ("uniform" if fixed else crit_cls.default_allocation)
-        alloc_cls = registry.get("allocation", self.alloc_name)
-        if fixed and not (self.alloc_name == "uniform" or alloc_cls.nm_keep is not Allocation.nm_keep):
-            raise PatternError(f"pattern {self.pat.name} fixes every layer's density, so allocation "
-                               f"{self.alloc_name!r} cannot apply; use 'uniform' or 'owl' (mixed N:M)")
-        self.solver_name = solver if solver is not None else crit_cls.solver
-        classes = {"criterion": (method, crit_cls), "allocation": (self.alloc_name, alloc_cls)}
-        if self.solver_name is not None:
-            classes["solver"] = (self.solver_name, registry.get("solver", self.solver_name))
-        routed = _route_options(classes, options)
-        self.crit: Criterion = registry.build("criterion", method, routed["criterion"])
-        self.alloc: Allocation = registry.build("allocation", self.alloc_name, routed["allocation"])
-        self.solver: Solver | None = (registry.build("solver", self.solver_name, routed["solver"])
-                                      if self.solver_name is not None else None)
-        self.scope_name = scope if scope is not None else self.crit.default_scope
-        if self.scope_name is None:  # the criterion leaves selection to its solver (SparseGPT)
-            if self.solver is None or not self.solver.selects:
-                raise InvalidArgumentError(f"criterion {method!r} selects through a solver; pass a scope "
-                                           f"('row' or 'layer') to use it with solver={solver!r}")
-            self.scope = None
-        else:
-            self.scope = registry.get("scope", self.scope_name)
-        if self.solver is not None:
-            self.solver.check(self.pat, selecting=self.scope is None)
-        self.alloc.check(self.sparsity, getattr(self.pat, "n", None) if fixed else None,
-                         getattr(self.pat, "m", None) if fixed else None)
-        self.seed = 0 if seed is None else int(seed)
+    def __init__(self, model: nn.Module, spec: Any, data: Any, loss_fn: Callable | None, device: Any,
+                 progress: bool, bake: bool, stream: Any = None):
+        self.model, self.progress, self.bake, self.stream, self.spec = model, progress, bake, stream, spec
+        c = resolve_components(spec)
+        self.pat, self.sparsity, self.method = c.pat, c.sparsity, spec.method
+        self.crit, self.alloc_name, self.alloc = c.crit, c.alloc_name, c.alloc
+        self.solver_name, self.solver, self.scope_name, self.scope = c.solver_name, c.solver, c.scope_name, c.scope
+        method, solver, targets, ignore, dense = spec.method, spec.solver, spec.targets, spec.ignore, spec.dense
+        min_keep, blocks = spec.min_keep, spec.blocks
+        self.seed = 0 if spec.seed is None else int(spec.seed)
 
         self.ts = resolve_targets(model, targets, ignore)
         for t in self.ts:
@@ -232,10 +262,9 @@ class _Engine:
         gs = masked_group_scores(t, pat, t.view2d(_check_scores(t, fn())))
         return lambda: gs
 
-    def _infos(self, chunks: list[Callable[[], torch.Tensor]], acts: list[Callable[[], torch.Tensor] | None]) \
-            -> list[LayerInfo]:
+    def _infos(self, chunks: list[Callable[[], torch.Tensor]], acts: list[dict | None]) -> list[LayerInfo]:
         return [LayerInfo(t.name, tuple(t.shape), self.pat.n_groups(t.shape2d), chunks[i],
-                          i if self.block_of[i] is None else self.block_of[i], acts[i])
+                          i if self.block_of[i] is None else self.block_of[i], t, acts[i])
                 for i, t in enumerate(self.ts)]
 
     def _plan(self, infos: list[LayerInfo], sparsity: float) -> tuple[list[LayerPlan], list[Threshold | None]]:
@@ -297,7 +326,12 @@ class _Engine:
         self.kept[i] = int(torch.count_nonzero(get_mask(t)))
 
     # ----------------------------------------------------------------------------------------------------- run
-    def run(self) -> PruneReport:
+    def run(self, dry: bool = False) -> Any:
+        """Prune; with ``dry`` compute everything, then put every mask and weight back and return a
+        :class:`~secateurs.core.spec.MaskPlan` (the engine's public "compute masks" step)."""
+        if dry and (self.bake or self.stream is not None):
+            raise InvalidArgumentError("a dry run (plan_masks) cannot bake zeros in or stream a checkpoint")
+        self.dry = dry
         t0 = time.perf_counter()
         ctx = ScoreContext(self.model, self.ts, self.feed, self.seed, self.input_shape,
                            extra={"progress": self.progress})
@@ -307,6 +341,13 @@ class _Engine:
         self.plans: list[LayerPlan] = []
         self.block_seconds: list[float] = []
         self.kept: dict[int, int] = {}  # weights kept per target, counted when written (a streamed one is gone)
+        def rollback() -> None:
+            with torch.no_grad():
+                for i, t in enumerate(self.ts):  # masks first, then any weight a solver changed
+                    clear_mask(t) if before[i] is None else set_mask(t, before[i], zero=False)
+                    if i in backup:
+                        t.leaf.copy_(backup[i].to(t.leaf.device))
+
         try:
             self.crit.prepare(ctx)
             if self.sequential:
@@ -314,15 +355,24 @@ class _Engine:
             else:
                 self._run_one_pass(ctx, backup)
         except BaseException:
-            with torch.no_grad():
-                for i, t in enumerate(self.ts):  # roll back: masks first, then any weight a solver changed
-                    clear_mask(t) if before[i] is None else set_mask(t, before[i], zero=False)
-                    if i in backup:
-                        t.leaf.copy_(backup[i].to(t.leaf.device))
+            rollback()
             raise
-        return self._report(time.perf_counter() - t0)
+        report = self._report(time.perf_counter() - t0)
+        if not dry:
+            return report
+        masks, weights = {}, {}
+        for i, t in enumerate(self.ts):
+            m = get_mask(t)
+            if m is not None:
+                masks[t.key] = m.clone()
+            if i in backup and self.solver is not None:
+                weights[t.key] = t.leaf.detach().clone()
+        rollback()
+        return MaskPlan(self.spec, masks, weights, report)
 
     def _backup(self, i: int, backup: dict[int, torch.Tensor]) -> None:
+        if self.dry and self.solver is None:  # masks attach with zero=False: the weights are never written
+            return
         if self.stream is not None:  # streamed blocks are written to a new checkpoint: nothing to roll back
             return
         if self.solver is not None or self.bake:
@@ -336,7 +386,7 @@ class _Engine:
                     self.feed.forward(self.model, batch, self.device)
             self.skipped = [i for i, st in enumerate(stats) if not st]
         ctx.stats = stats
-        acts = self._activation_fns(stats)
+        acts = [self._alloc_stats(st) for st in stats]
         rounds = self.crit.rounds if self.pat.fixed_density is None else 1
         keeps: list[torch.Tensor | None] = [None] * len(self.ts)
         for r in range(1, rounds + 1):
@@ -367,9 +417,11 @@ class _Engine:
         return [(lambda t=self.ts[i]: torch.full(t.shape, math.inf, device=t.leaf.device)) if i in self.skipped
                 else fn for i, fn in enumerate(fns)]
 
-    def _activation_fns(self, stats: list[dict]) -> list[Callable[[], torch.Tensor] | None]:
-        return [(lambda t=t, st=st: layer_wanda_scores(t, st)) if "scaler_row" in st else None
-                for t, st in zip(self.ts, stats)]
+    def _alloc_stats(self, st: dict) -> dict | None:
+        """The statistics of one layer that the allocation declared (``Allocation.stats``), or None."""
+        if not self.alloc.stats or not st:
+            return None
+        return {k: st[k] for k in self.alloc.stats if k in st}
 
     def _run_sequential(self, ctx: ScoreContext, backup: dict[int, torch.Tensor]) -> None:
         per_block = [[i for i, b in enumerate(self.block_of) if b == k] for k in range(len(self.block_list))]
@@ -377,7 +429,7 @@ class _Engine:
         # 1. plan: a dense statistics pass only when the allocation ranks stat-based scores or reads statistics
         plan_kinds = list(dict.fromkeys((self.crit.stats if self.alloc.needs_scores else ()) + self.alloc.stats))
         stored: list[Callable[[], torch.Tensor]] = [self._unplanned] * len(self.ts)
-        acts: list[Callable[[], torch.Tensor] | None] = [None] * len(self.ts)
+        acts: list[dict | None] = [None] * len(self.ts)
         if static is not None:
             stored = list(static)
         seen: set[int] = set()
@@ -388,15 +440,13 @@ class _Engine:
                     if not st:
                         continue
                     seen.add(i)
-                    if "scaler_row" in st:  # input norms are tiny: keep them for lazy Wanda scores
-                        kept = {"scaler_row": st["scaler_row"]}
-                        acts[i] = lambda t=self.ts[i], s=kept: layer_wanda_scores(t, s)
+                    acts[i] = self._alloc_stats(st)  # what the allocation reads (OWL: the input norms)
                     if self.alloc.needs_scores and self.crit.stats:
                         sub = ScoreContext(self.model, [self.ts[i]], self.feed, self.seed, stats=[st])
                         s = self.crit.scores(sub)[0]().float().cpu()  # held on the CPU, 4 bytes per weight
                         stored[i] = lambda s=s: s
-                live = [LayerInfo(self.ts[i].name, tuple(self.ts[i].shape), 0, self._unplanned, k, acts[i])
-                        for i in idx if i in seen and acts[i] is not None]
+                live = [LayerInfo(self.ts[i].name, tuple(self.ts[i].shape), 0, self._unplanned, k, self.ts[i],
+                                  acts[i]) for i in idx if i in seen and acts[i] is not None]
                 if self.stream is not None and live:  # the weights go when the block does
                     self.alloc.observe(live)
 
@@ -466,15 +516,27 @@ class _Engine:
         raise AssertionError("this allocation reads no scores")  # uniform/er/erk: never called
 
     def _finish(self) -> None:
+        if self.dry:  # a plan leaves the weights as they are
+            return
         for t in self.ts:  # zero the pruned originals, so optimizers and weight decay keep them at zero
             m = get_mask(t)
             if m is not None:
                 set_mask(t, m)
 
+    def _method_options(self) -> dict[str, Any]:
+        """The criterion's options and every option the caller passed, wherever it was routed (``percdamp`` to
+        SparseGPT's solver, ``owl_lambda`` to OWL), each as the component that took it reports it."""
+        out = dict(self.crit.options())
+        taken = [self.alloc.options(), self.solver.options() if self.solver else {}]
+        for key, value in self.spec.options.items():
+            if key not in out:
+                out[key] = next((r[key] for r in taken if key in r), value)
+        return out
+
     def _report(self, seconds: float) -> PruneReport:
         rep = PruneReport(self.method, self.alloc_name, self.pat.name, self.sparsity,
                           scope=self.scope_name or f"{self.solver_name} (selects)", solver=self.solver_name,
-                          method_options=self.crit.options(), allocation_options=self.alloc.options(),
+                          method_options=self._method_options(), allocation_options=self.alloc.options(),
                           solver_options=self.solver.options() if self.solver else {},
                           blocks_path=self.blocks_path, block_seconds=self.block_seconds, seconds=seconds,
                           device=str(self.device), skipped=[self.ts[i].key for i in sorted(self.skipped)],
@@ -498,6 +560,7 @@ def prune(
     model: nn.Module,
     sparsity: float | None = None,
     method: str = "magnitude",
+    *,
     allocation: str | None = None,
     pattern: str = "unstructured",
     data: Iterable | None = None,
@@ -507,7 +570,6 @@ def prune(
     min_keep: int | None = None,
     seed: int | None = None,
     dense=None,
-    *,
     scope: str | None = None,
     solver: str | None = None,
     blocks: str | bool | None = None,
@@ -547,18 +609,18 @@ def prune(
 
     Pruning a model that already has masks prunes further: old masks are kept and count towards the target.
     """
-    return _Engine(model, sparsity, method, allocation, pattern, data, loss_fn, targets, ignore, min_keep, seed,
-                   dense, scope, solver, blocks, device, progress, bake, options, stream).run()
+    spec = PruneSpec(sparsity=sparsity, method=method, allocation=allocation, pattern=pattern, scope=scope,
+                     solver=solver, options=options, targets=targets, ignore=ignore, dense=dense, min_keep=min_keep,
+                     seed=seed, blocks=blocks)
+    return _Engine(model, spec, data, loss_fn, device, progress, bake, stream).run()
 
 
-def check_prune(*args: Any, **kwargs: Any) -> None:
+def check_prune(model: nn.Module, sparsity: float | None = None, method: str = "magnitude", *,
+                data: Iterable | None = None, loss_fn: Callable | None = None, device: Any = None,
+                bake: bool = False, stream: Any = None, progress: bool = False, **kwargs: Any) -> PruneSpec:
     """Every check :func:`prune` makes on these arguments (names, options, pattern vs layer shapes, data,
-    finiteness), without pruning: schedules call it at construction so bad input fails before training starts."""
-    import inspect
-
-    bound = inspect.signature(prune).bind(*args, **kwargs)
-    bound.apply_defaults()
-    a = dict(bound.arguments)
-    _Engine(a["model"], a["sparsity"], a["method"], a["allocation"], a["pattern"], a["data"], a["loss_fn"],
-            a["targets"], a["ignore"], a["min_keep"], a["seed"], a["dense"], a["scope"], a["solver"], a["blocks"],
-            a["device"], a["progress"], a["bake"], a["options"], a["stream"])
+    finiteness), without pruning: schedules call it at construction so bad input fails before training starts.
+    Returns the validated :class:`PruneSpec`."""
+    spec = spec_from_call(sparsity, method, **kwargs)
+    _Engine(model, spec, data, loss_fn, device, progress, bake, stream)
+    return spec
