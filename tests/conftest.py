@@ -29,18 +29,26 @@ def batches():
     return [(torch.randn(16, 1, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)) for _ in range(3)]
 
 
+def modes(model):
+    """Every submodule's own ``training`` flag and every parameter's ``requires_grad``, by name."""
+    return ({n: m.training for n, m in model.named_modules()},
+            {n: p.requires_grad for n, p in model.named_parameters()})
+
+
 def snapshot(model):
-    """Everything that defines the model: names, values (bit-exact) and the module classes."""
-    return {k: v.clone() for k, v in model.state_dict().items()}, [type(m) for m in model.modules()]
+    """Everything that defines the model: names, values (bit-exact), the module classes, each submodule's
+    train/eval flag and each parameter's requires_grad."""
+    return {k: v.clone() for k, v in model.state_dict().items()}, [type(m) for m in model.modules()], modes(model)
 
 
 def same(model, snap):
-    state, types = snap
+    state, types, flags = snap
     now = model.state_dict()
     return (
         set(now) == set(state)
         and all(torch.equal(now[k], v) for k, v in state.items())
         and [type(m) for m in model.modules()] == types
+        and modes(model) == flags
     )
 
 

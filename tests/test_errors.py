@@ -6,7 +6,7 @@ import torch
 
 import secateurs
 from secateurs import errors
-from conftest import convnet, mlp, same, snapshot
+from conftest import convnet, mlp, modes, same, snapshot
 
 
 def nan_model():
@@ -95,3 +95,46 @@ def test_nan_scores_roll_back_iterative(monkeypatch, batches):
 def test_bad_model_type():
     with pytest.raises(errors.InvalidArgumentError):
         secateurs.prune("not a model", 0.5)
+
+
+def test_llm_method_without_calibration_is_missing_data():
+    """The LLM front door raises the engine's MissingDataError (not a plain InvalidArgumentError), naming the
+    component and the calibration it needs."""
+    pytest.importorskip("transformers")
+    from test_llm_blocks import make_model
+
+    from secateurs import llm
+
+    model = make_model("llama")
+    snap = snapshot(model)
+    with pytest.raises(errors.MissingDataError, match=r"criterion 'wanda' needs calibration data.*calibration="):
+        llm.prune(model, None, method="wanda", progress=False)
+    assert same(model, snap)
+
+
+def test_structured_nan_importance_is_non_finite():
+    import secateurs.structured as st
+
+    model = convnet()
+    with torch.no_grad():
+        model[0].weight[0, 0, 0, 0] = math.nan
+    snap = snapshot(model)
+    with pytest.raises(errors.NonFiniteError, match="non-finite scores"):
+        st.prune(model, torch.randn(2, 1, 8, 8), ratio=0.5)
+    assert all(torch.equal(a.view(torch.int32), b.view(torch.int32))
+               for a, b in zip(model.state_dict().values(), snap[0].values()) if a.is_floating_point())
+    assert snap[2] == modes(model) and model[0].out_channels == 8
+
+
+@pytest.mark.parametrize("power", [0, -0.5, math.nan, math.inf, "half", True, None])
+def test_bad_erk_power_scale(power):
+    model = mlp()
+    snap = snapshot(model)
+    with pytest.raises(errors.InvalidArgumentError, match="erk_power_scale must be"):
+        secateurs.prune(model, 0.5, allocation="erk", erk_power_scale=power)
+    assert same(model, snap)
+
+
+def test_erk_power_scale_is_erks_option_only():
+    with pytest.raises(errors.InvalidArgumentError, match="erk_power_scale"):
+        secateurs.prune(mlp(), 0.5, allocation="er", erk_power_scale=0.5)

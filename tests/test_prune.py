@@ -60,6 +60,30 @@ def test_er_erk_densities_follow_formula(allocation):
     assert sum(numel.values()) - sum(kept.values()) == round(0.8 * sum(numel.values()))
 
 
+@pytest.mark.parametrize("power", [0.5, 2.0])
+def test_erk_power_scale(power):
+    """jaxpruner's ``erk_power_scale``: density_l = ε · (sum(shape)/prod(shape))^p, the same exact total; p < 1 is
+    nearer uniform than ERK, p > 1 further from it."""
+    model = mlp()
+    report = secateurs.prune(model, 0.8, allocation="erk", erk_power_scale=power)
+    assert report.allocation_options == {"erk_power_scale": power}
+    ts = resolve_targets(model)
+    raw = {t.name: er_raw(tuple(t.shape), kernel=True, power=power) for t in ts}
+    kept = {t.name: int(get_mask(t).sum()) for t in ts}
+    numel = {t.name: t.numel for t in ts}
+    free = [n for n in kept if kept[n] < numel[n]]
+    eps = sum(kept[n] for n in free) / sum(raw[n] * numel[n] for n in free)
+    for n in free:
+        assert abs(kept[n] - eps * raw[n] * numel[n]) <= 1
+    assert sum(numel.values()) - sum(kept.values()) == round(0.8 * sum(numel.values()))
+    plain = mlp()
+    secateurs.prune(plain, 0.8, allocation="erk")
+    spread = {m: max(d.values()) - min(d.values()) for m, d in
+              (("p", {n: kept[n] / numel[n] for n in kept}),
+               ("erk", {t.name: int(get_mask(t).sum()) / t.numel for t in resolve_targets(plain)}))}
+    assert (spread["p"] < spread["erk"]) if power < 1 else (spread["p"] > spread["erk"])
+
+
 @pytest.mark.parametrize("nm", ["2:4", "1:4", "4:8", "3:8"])
 def test_nm_groups_valid(nm):
     n, m = map(int, nm.split(":"))

@@ -1,11 +1,17 @@
 """Erdős–Rényi (ER) and Erdős–Rényi-Kernel (ERK) layer densities (Evci et al. 2020, "Rigging the Lottery", §3;
 Mocanu et al. 2018 for ER).
 
-density_l = ε · raw_l with raw_l = (n_in + n_out) / (n_in · n_out) for ER and sum(shape) / prod(shape) for ERK
-(torch's (out, in, kh, kw) order; ``erk_power_scale`` raises raw to a power, default 1).  ε is solved so the total
-number of kept weights is exactly (1 - S) · N; a layer whose density would exceed 1 is made dense and ε is
-re-solved, as in google-research/rigl `sparse_utils.get_sparsities_erdos_renyi`.  RigL's convention of keeping
-the first layer dense is the user's choice here (``dense=["conv1"]``).
+density_l = ε · raw_l with raw_l = (n_in + n_out) / (n_in · n_out) for ER and raw_l = (sum(shape) / prod(shape))^p
+for ERK (torch's (out, in, kh, kw) order).  ε is solved so the total number of kept weights is exactly (1 - S) · N;
+a layer whose density would exceed 1 is made dense and ε is re-solved, as in google-research/rigl
+`sparse_utils.get_sparsities_erdos_renyi`.  RigL's convention of keeping the first layer dense is the user's
+choice here (``dense=["conv1"]``).
+
+``erk_power_scale`` (ERK's option, p above, default 1 = Evci et al.) is google-research/jaxpruner's
+``sparsity_distributions.get_sparsities_erdos_renyi(..., erk_power_scale)``: the raw ratio itself is raised to
+the power before ε is solved (the kernel variant only, as there), so p < 1 makes the distribution softer — closer
+to uniform (p → 0 tends to it) — and p > 1 sharper: ``secateurs.prune(model, 0.9, allocation="erk",
+erk_power_scale=0.5)``.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import math
 from collections.abc import Sequence
 
 from ..core.select import Threshold
+from ..errors import InvalidArgumentError
 from ..registry import register
 from .base import Allocation, LayerInfo, split_exactly
 
@@ -56,6 +63,18 @@ class ER(_ErdosRenyi):
 
 @register("allocation", "erk")
 class ERK(_ErdosRenyi):
-    """Erdős–Rényi-Kernel: density ∝ sum(shape)/prod(shape), over-full layers dense (Evci et al. 2020)."""
+    """Erdős–Rényi-Kernel: density ∝ (sum(shape)/prod(shape))^erk_power_scale, over-full layers dense (Evci et al.
+    2020; the power as jaxpruner's ``erk_power_scale``)."""
 
     kernel = True
+
+    def __init__(self, erk_power_scale: float = 1.0):
+        """``erk_power_scale``: the power p > 0 of the raw ratio (1: Evci et al.; < 1 softer, nearer uniform)."""
+        if isinstance(erk_power_scale, bool) or not isinstance(erk_power_scale, (int, float)) \
+                or not math.isfinite(erk_power_scale) or erk_power_scale <= 0:
+            raise InvalidArgumentError(f"erk_power_scale must be a finite number > 0 (1.0: the ERK of Evci et al.; "
+                                       f"< 1 nearer uniform), got {erk_power_scale!r}")
+        self.power = float(erk_power_scale)
+
+    def options(self) -> dict[str, float]:
+        return {"erk_power_scale": self.power}

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..core.feed import Feed
+from ..core.modes import eval_mode, requires_grad
 from ..core.targets import Target
 
 ScoreFn = Callable[[], torch.Tensor]
@@ -70,18 +71,6 @@ class Criterion:
         raise NotImplementedError
 
 
-@contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """Score in eval mode (BatchNorm statistics must not move) and restore each module's mode afterwards."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
-
-
 def _twice_differentiable(enabled: bool) -> contextlib.AbstractContextManager:
     """Second derivatives (GraSP's Hessian-gradient product) need attention's math kernel: torch's fused CPU
     attention kernels have no double backward."""
@@ -100,17 +89,11 @@ def batch_gradients(ctx: ScoreContext, create_graph: bool = False, temperature: 
     """
     leaves = [t.leaf for t in ctx.targets]
     dev = ctx.device()
-    flags = [p.requires_grad for p in leaves]  # frozen weights (e.g. an LLM loaded for inference) still get grads
-    try:
-        for p in leaves:
-            p.requires_grad_(True)
-        with eval_mode(ctx.model), torch.enable_grad(), _twice_differentiable(create_graph):
-            for batch in ctx.feed:
-                loss = ctx.feed.loss(ctx.model, batch, dev, temperature)
-                yield torch.autograd.grad(loss, leaves, create_graph=create_graph, allow_unused=True)
-    finally:
-        for p, flag in zip(leaves, flags):
-            p.requires_grad_(flag)
+    # frozen weights (e.g. an LLM loaded for inference) still get grads; each keeps its own flag afterwards
+    with requires_grad(leaves), eval_mode(ctx.model), torch.enable_grad(), _twice_differentiable(create_graph):
+        for batch in ctx.feed:
+            loss = ctx.feed.loss(ctx.model, batch, dev, temperature)
+            yield torch.autograd.grad(loss, leaves, create_graph=create_graph, allow_unused=True)
 
 
 def as_fns(tensors: list[torch.Tensor]) -> list[ScoreFn]:

@@ -16,7 +16,8 @@ from torch.func import functional_call
 
 from ..errors import MissingDataError
 from ..registry import register
-from .base import Criterion, ScoreContext, ScoreFn, as_fns, eval_mode
+from ..core.modes import eval_mode
+from .base import Criterion, ScoreContext, ScoreFn, as_fns
 
 
 @register("criterion", "synflow")

@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..core.modes import eval_mode
 from ..core.progress import progress_bar
 from ..errors import InvalidArgumentError, MissingDataError
-from ..zoo.trainer import _eval_mode
 from .score import dataset_tensors
 
 ModelSpec = Union[str, Callable[[], nn.Module], nn.Module]
@@ -276,7 +276,7 @@ def collect(
 def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
     """Logits of ``model`` in eval mode for every row of ``x``, as float64 on the CPU (train mode restored)."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    with _eval_mode(model):
+    with eval_mode(model):
         out = [model(chunk.to(device)).to("cpu", torch.float64) for chunk in x.split(batch_size)]
     logits = torch.cat(out)
     if logits.ndim != 2:
@@ -302,7 +302,7 @@ def grad_norms(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 128) ->
 
     per_sample = vmap(grad(loss_one), in_dims=(None, 0, 0))
     norms = []
-    with _eval_mode(model):
+    with eval_mode(model):
         try:
             for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
                 g = per_sample(params, xb, yb)

@@ -25,9 +25,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..core.modes import eval_mode
 from ..core.progress import progress_bar
 from ..errors import InvalidArgumentError, MissingDataError, ModelStructureError
-from ..zoo.trainer import _device, _eval_mode, _threads
+from ..zoo.trainer import _device, _threads
 from .kmeans import as_embeddings
 
 __all__ = ["MINILM", "classifier_layer", "embed", "resolve_embeddings", "sentence_embeddings"]
@@ -72,7 +73,7 @@ def classifier_layer(model: nn.Module, example: Tensor) -> str:
         if name:
             handles.append(mod.register_forward_hook(hook(name)))
     try:
-        with torch.no_grad(), _eval_mode(model):
+        with torch.no_grad(), eval_mode(model):
             out = model(example)
     finally:
         for h in handles:
@@ -106,7 +107,7 @@ def _model_embeddings(
     handle = None
     start = 0
     try:
-        with torch.no_grad(), _eval_mode(model), progress_bar(progress, len(loader), "embedding") as advance:
+        with torch.no_grad(), eval_mode(model), progress_bar(progress, len(loader), "embedding") as advance:
             for batch in loader:
                 x = _inputs(batch).to(device)
                 if handle is None:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..core.modes import eval_mode
 from ..core.progress import progress_bar
 from ..errors import InvalidArgumentError
 from .text import TokenData, check_ids_fit, check_vocab, load_token_ids
@@ -45,16 +46,14 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 @contextlib.contextmanager
 def _evaluating(model: torch.nn.Module, device: str | torch.device | None) -> Iterator[torch.device]:
     """Eval mode, no_grad and (optionally) a device for the duration; training flag and device restored after."""
-    was_training, home = model.training, _model_device(model)
+    home = _model_device(model)
     target = torch.device(device) if device is not None else home
     if target != home:
         model.to(target)
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             yield target
     finally:
-        model.train(was_training)
         if target != home:
             model.to(home)
 

@@ -16,10 +16,11 @@ from torch import nn
 
 from ..core.blocks import find_blocks, find_linears
 from ..core.feed import Feed
+from ..core.modes import eval_mode
 from ..core.prune import prune as engine_prune
 from ..core.prune import check_sparsity, resolve_device
 from ..core.report import LayerReport, PruneReport
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, MissingDataError
 from ..patterns import parse
 from ..registry import get
 from .calibration import calibration_rows
@@ -86,24 +87,23 @@ def prune(model: nn.Module, calibration: Any = None, method: str = "wanda", spar
         rows, calib = calibration_rows(calibration, model, nsamples=nsamples, seqlen=seqlen, seed=seed,
                                        tokenizer=tokenizer)
     feed = Feed.token_rows(rows, batch_size, loss_fn) if rows is not None else None
-    was_training = model.training
-    model.eval()
     cfg = getattr(model, "config", None)
     use_cache = getattr(cfg, "use_cache", None)
     try:
         if use_cache is not None:
             cfg.use_cache = False
-        report = engine_prune(model, sparsity, method=method, allocation=allocation, pattern=pattern, data=feed,
-                              targets=lambda name, _m: name in names, seed=seed, scope=scope, solver=solver,
-                              blocks=blocks_path, device=dev, progress=progress, bake=True, stream=stream,
-                              **options)
-    except InvalidArgumentError as exc:
-        if feed is None and "needs data" in str(exc):
-            raise InvalidArgumentError(f"{exc}; for an LLM, the method/allocation needs calibration data: pass "
-                                       f"calibration=<text, file or token ids>") from exc
+        with eval_mode(model):
+            report = engine_prune(model, sparsity, method=method, allocation=allocation, pattern=pattern, data=feed,
+                                  targets=lambda name, _m: name in names, seed=seed, scope=scope, solver=solver,
+                                  blocks=blocks_path, device=dev, progress=progress, bake=True, stream=stream,
+                                  **options)
+    except MissingDataError as exc:
+        if feed is None:  # the engine names the component ("criterion 'wanda'"); say what an LLM gives it
+            what = str(exc).partition(" needs data")[0] or f"method {method!r}"
+            raise MissingDataError(f"{what} needs calibration data (token rows run through the model for its "
+                                   f"statistics or gradients): pass calibration=<text, file or token ids>") from exc
         raise
     finally:
-        model.train(was_training)
         if use_cache is not None:
             cfg.use_cache = use_cache
     report.calibration = calib

@@ -3,6 +3,7 @@ latency (median of repeated runs at a fixed thread count, several models timed i
 affects them alike)."""
 from __future__ import annotations
 
+import contextlib
 import random
 import statistics
 import time
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..core.modes import eval_mode
 from ..errors import InvalidArgumentError
 from .trace import call
 
@@ -24,20 +26,16 @@ def count_params(model: nn.Module) -> int:
 
 def count_macs(model: nn.Module, inputs: Any) -> int:
     """Multiply-accumulates of one forward on ``inputs``: FlopCounterMode's FLOPs / 2 (it counts a MAC as 2)."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as fc:
-            call(model, inputs)
-    finally:
-        model.train(was)
+    with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as fc:
+        call(model, inputs)
     return int(fc.get_total_flops() // 2)
 
 
 def latency(models: Sequence[nn.Module], inputs: Any, *, rounds: int = 30, warmup: int = 3,
             threads: int | None = 1, clock: str = "wall", seed: int = 0) -> list[float]:
-    """Median seconds per forward of each model, timed interleaved: every round runs each model once, in a fresh
-    random order (so no model always follows the same one and inherits its caches).
+    """Median seconds per forward of each model (in eval mode; each submodule's mode is restored afterwards),
+    timed interleaved: every round runs each model once, in a fresh random order (so no model always follows the
+    same one and inherits its caches).
 
     ``clock="wall"`` (``time.perf_counter``) or ``"thread"`` (``time.thread_time_ns``: the CPU time of the calling
     thread, which with ``threads=1`` holds all of a forward's work; unlike wall time it does not count the slices a
@@ -54,9 +52,9 @@ def latency(models: Sequence[nn.Module], inputs: Any, *, rounds: int = 30, warmu
         torch.set_num_threads(threads)
     times: list[list[int]] = [[] for _ in models]
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), contextlib.ExitStack() as modes:
             for m in models:
-                m.eval()
+                modes.enter_context(eval_mode(m))
                 for _ in range(warmup):
                     call(m, inputs)
             for _ in range(rounds):

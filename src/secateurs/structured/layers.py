@@ -29,6 +29,7 @@ from torch import nn
 
 from ..core.blocks import _resolve, find_blocks
 from ..core.feed import Feed
+from ..core.modes import eval_mode
 from ..errors import InvalidArgumentError, ModelStructureError, PruningError
 from .count import count_macs, count_params
 from .trace import _tensors, call
@@ -159,9 +160,7 @@ def prune_layers(model: nn.Module, example_inputs: Any, n: int = 1, importance: 
                                    f"in {path!r}), got {n!r}")
     batches = [example_inputs] if data is None else [b[0] if isinstance(b, (tuple, list)) and len(b) == 2
                                                      and not isinstance(data, Feed) else b for b in data]
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         params_before, macs_before = count_params(model), count_macs(model, example_inputs)
         try:
             bi, ok, states = _run_blocks(model, lst, batches)
@@ -203,8 +202,7 @@ def prune_layers(model: nn.Module, example_inputs: Any, n: int = 1, importance: 
         rep = LayerReport(path, removed, scores, importance, params_before, count_params(model), macs_before,
                           count_macs(model, example_inputs), layers_before=len(lst),
                           layers_after=len(lst) - len(removed), removable=removable)
-    finally:
-        model.train(was)
+    _resolve(model, path).training = lst.training  # the new block list takes the mode of the one it replaced
     rep.seconds = time.perf_counter() - t0
     return rep
 

@@ -20,7 +20,10 @@ from torch.nn.utils import parametrize
 
 from ..allocations.base import LayerInfo, allocate
 from ..core.feed import Feed
-from ..errors import InvalidArgumentError, MissingDataError, ModelStructureError, PruningError, UnreachableTargetError
+from ..core.finite import all_finite
+from ..core.modes import eval_mode
+from ..errors import (InvalidArgumentError, MissingDataError, ModelStructureError, NonFiniteError, PruningError,
+                      UnreachableTargetError)
 from .. import registry
 from .attention import find_adapters
 from .count import count_macs, count_params
@@ -139,19 +142,16 @@ class _Pruner:
 
     # ------------------------------------------------------------------------------------------------ analysis
     def analyse(self) -> None:
-        was = self.model.training
-        self.model.eval()
-        self.adapters = find_adapters(self.model)
-        try:
-            self.tr = trace(self.model, self.inputs, self.adapters)
-            self.out_before = self.tr.output
-        except PruningError:
-            raise
-        except Exception as e:  # a wrong example input: the model's own error, re-raised as ours
-            raise InvalidArgumentError(f"the model does not run on example_inputs ({type(e).__name__}: {e}); "
-                                       f"pass inputs of the shape the model expects") from e
-        finally:
-            self.model.train(was)
+        with eval_mode(self.model):
+            self.adapters = find_adapters(self.model)
+            try:
+                self.tr = trace(self.model, self.inputs, self.adapters)
+                self.out_before = self.tr.output
+            except PruningError:
+                raise
+            except Exception as e:  # a wrong example input: the model's own error, re-raised as ours
+                raise InvalidArgumentError(f"the model does not run on example_inputs ({type(e).__name__}: {e}); "
+                                           f"pass inputs of the shape the model expects") from e
         names = self.tr.names
         for a in self.adapters.values():  # an ignored attention module keeps its heads
             if self.ignore(a.name) and a.space is not None:
@@ -176,9 +176,9 @@ class _Pruner:
         self.skipped = [g.names[0] for g, s in zip(self.groups, scores) if s is None]
         self.scored = [(g, s.float().cpu()) for g, s in zip(self.groups, scores) if s is not None]
         for g, s in self.scored:
-            if not torch.isfinite(s).all():
-                raise PruningError(f"importance {self.imp_name!r} gave non-finite scores for the group of "
-                                   f"{g.names[0]}; nothing was pruned")
+            if not all_finite(s):
+                raise NonFiniteError(f"importance {self.imp_name!r} gave non-finite scores (NaN or Inf) for the "
+                                     f"group of {g.names[0]}; nothing was pruned")
 
     # ------------------------------------------------------------------------------------------------ planning
     def _round(self, g: Group, n_prune: int) -> int:
@@ -238,10 +238,8 @@ class _Pruner:
         return both
 
     def verify(self, undo: Callable[[], None]) -> None:
-        was = self.model.training
-        self.model.eval()
         try:
-            with torch.no_grad():
+            with eval_mode(self.model), torch.no_grad():
                 out = call(self.model, self.inputs)
             before = [t.shape for t in _flat(self.out_before)]
             after = [t.shape for t in _flat(out)]
@@ -252,8 +250,6 @@ class _Pruner:
             raise ModelStructureError(
                 f"the pruned model no longer runs ({type(e).__name__}: {e}); the model was restored. A module "
                 f"that hard-codes a width in its forward needs ignore= for that layer") from e
-        finally:
-            self.model.train(was)
 
 
 def _group_dict(g: Group, removed: torch.Tensor | None, names: dict[int, str]) -> dict[str, Any]:

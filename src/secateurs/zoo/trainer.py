@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from ..core.modes import eval_mode
 from ..core.progress import progress_bar
 from ..errors import InvalidArgumentError
 
@@ -164,18 +165,6 @@ def _exhaust_indices(loader: Iterable) -> None:
         pass
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule in eval mode; afterwards restore each one's previous ``training`` flag."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, mode in modes:
-            m.training = mode
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]]) -> dict[str, float]:
     """Top-1 accuracy and mean cross-entropy of ``model`` over ``loader``, in eval mode without gradients.
@@ -184,7 +173,7 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]]) -> dict[
     """
     device = _device(model)
     correct, total_loss, count = 0, 0.0, 0
-    with _eval_mode(model):
+    with eval_mode(model):
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             logits = model(x)

@@ -10,9 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...core.modes import eval_mode
 from ...core.stats import check_collectable, collect
 from ...core.targets import Target
-from ...criteria.base import Criterion, ScoreContext, eval_mode
+from ...criteria.base import Criterion, ScoreContext
 from ...errors import MissingDataError
 from ... import registry
 from .base import Group, Importance, ImportanceContext, per_unit
