@@ -9,8 +9,8 @@ from secateurs.registry import get
 from conftest import mlp
 
 
-def scores(method, model, data=None, input_shape=None):
-    ctx = ScoreContext(model, resolve_targets(model), None if data is None else Feed.pairs(data), 0, input_shape)
+def scores(method, model, data=None, input_shape=None, seed=0):
+    ctx = ScoreContext(model, resolve_targets(model), None if data is None else Feed.pairs(data), seed, input_shape)
     return [fn() for fn in get("criterion", method)().scores(ctx)]
 
 
@@ -82,7 +82,32 @@ def test_synflow_leaves_model_untouched():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def test_random_reproducible():
-    a = scores("random", mlp())
-    b = scores("random", mlp())
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+def test_random_depends_on_its_seed_only_and_leaves_the_global_rng_alone():
+    """Same seed, same scores and masks whatever the global RNG holds; another seed, other ones; and the global
+    RNG is neither read nor advanced (a criterion that reseeded or drew from it would fail one of these)."""
+    import secateurs
+    from secateurs.core.masks import get_mask, masked_targets
+
+    model = mlp()
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    a = scores("random", model, seed=5)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(2)  # another global state: must not matter
+    b = scores("random", model, seed=5)
+    c = scores("random", model, seed=6)
+    assert len(a) == 3 and all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not any(torch.equal(x, z) for x, z in zip(a, c))
+    assert all(x.shape == t.weight.shape for x, t in zip(a, [m for m in model if isinstance(m, nn.Linear)]))
+
+    def masks(seed, global_seed):
+        net = mlp()
+        torch.manual_seed(global_seed)
+        state = torch.get_rng_state()
+        secateurs.prune(net, 0.7, method="random", seed=seed)
+        assert torch.equal(torch.get_rng_state(), state)  # the call left the global RNG where it was
+        return [get_mask(t) for t in masked_targets(net)]
+
+    same, other_global, other_seed = masks(3, 10), masks(3, 11), masks(4, 10)
+    assert all(torch.equal(x, y) for x, y in zip(same, other_global))
+    assert not any(torch.equal(x, z) for x, z in zip(same, other_seed))
