@@ -86,7 +86,7 @@ def test_plan_masks_leaves_the_model_untouched_and_equals_prune(spec):
     assert abs(plan.sparsity() - plan.report.sparsity) < 1e-9
 
     ref = _mlp()
-    spec.run(ref, data=_data())
+    secateurs.run_spec(ref, spec, data=_data())
     by_key = {t.key: t for t in masked_targets(ref)}
     assert set(plan.masks) == set(by_key)
     for k, keep in plan.masks.items():

@@ -5,16 +5,16 @@ Public API::
     report = secateurs.prune(model, sparsity=0.9, method="magnitude", allocation="global")
     spec = secateurs.PruneSpec(0.5, "wanda", allocation="owl")   # validated, JSON-serialisable
     plan = secateurs.plan_masks(model, spec, data=batches)       # masks computed, model untouched
-    plan.apply(model)                                            # == spec.run(model, data=batches)
+    plan.apply(model)                           # == secateurs.run_spec(model, spec, data=batches)
     secateurs.sparsity(model); secateurs.save(model, "m.safetensors"); secateurs.load("m.safetensors", model)
     secateurs.finalize(model)   # bake the zeros in, remove the masks
 """
 from __future__ import annotations
 
 from .core.masks import finalize, sparsity
-from .core.prune import prune
+from .core.prune import plan_masks, prune, run_spec
 from .core.report import PruneReport
-from .core.spec import MaskPlan, PruneSpec, plan_masks
+from .core.spec import MaskPlan, PruneSpec
 from .errors import (
     CheckpointError,
     InvalidArgumentError,
@@ -30,10 +30,10 @@ from .errors import (
 )
 from .io import load, save
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
-    "prune", "PruneSpec", "plan_masks", "MaskPlan", "finalize", "sparsity", "save", "load", "PruneReport", "PruningError", "InvalidArgumentError",
+    "prune", "PruneSpec", "run_spec", "plan_masks", "MaskPlan", "finalize", "sparsity", "save", "load", "PruneReport", "PruningError", "InvalidArgumentError",
     "UnknownNameError", "PatternError", "NoTargetsError", "MissingDataError", "NonFiniteError",
     "UnreachableTargetError", "CheckpointError", "ModelStructureError", "OutputExistsError", "__version__",
 ]

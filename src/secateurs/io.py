@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -28,40 +29,98 @@ MASK_SUFFIX = ".__mask__"
 _BITS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same directory and :func:`os.replace`.
+# ------------------------------------------------------------------------------------------ the one writer
+# Every file and folder secateurs writes goes through atomic_file / atomic_dir: a reader sees the old output or the
+# new one, never a partial one, and outputs get the modes of any file the user creates (0o666 / 0o777 less the
+# process umask: 0644 / 0755 under the usual 022), not tempfile's private 0600 / 0700.
 
-    A reader sees the old file or the new one, never a partial one; parent directories are created.
-    """
+def _reserve(parent: Path, prefix: str, directory: bool) -> Path:
+    """Create a new, empty temporary file or folder in ``parent`` named ``prefix<random>.tmp``.
+
+    Created with ``os.open(..., 0o666)`` / ``os.mkdir(..., 0o777)`` (``O_EXCL``), so the kernel applies the umask
+    as for any normal output (tempfile's mkstemp / mkdtemp make them private)."""
+    for _ in range(100):
+        tmp = parent / f"{prefix}{secrets.token_hex(4)}.tmp"
+        try:
+            if directory:
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary {'folder' if directory else 'file'} in {parent}")
+
+
+def _umask() -> int:
+    """The process umask (read from ``/proc/self/status`` where there is one, which changes nothing)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def normal_mode(directory: bool = False) -> int:
+    """The mode of a file (``0o666``) or folder (``0o777``) created normally, less the process umask: 0644 / 0755
+    under the usual umask 022."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
+def _finish_file(tmp: Path, fsync: bool) -> None:
+    """Give ``tmp`` a normal file's mode (the writer may have re-created it, or made it private) and flush it."""
+    os.chmod(tmp, normal_mode())
+    if fsync:
+        with contextlib.suppress(OSError):
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path]:
+    """Yield a temporary path in the directory of ``path`` to write the output to (by any writer); on success it
+    gets the mode of a normal file (``0o666 & ~umask``), is fsynced and :func:`os.replace`s ``path``; on failure it
+    is removed and ``path`` is untouched.  Parent directories are created.  The primitive under every file output
+    of secateurs (:func:`atomic_write_text`, :func:`save_safetensors_atomic`, :func:`save`, the streamed shards)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _reserve(path.parent, f".{path.name}.", directory=False)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        yield tmp
+        _finish_file(tmp, fsync)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_file`); parent directories are created."""
+    path = Path(path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
+
+
+def atomic_write_json(path: str | os.PathLike, doc: Any, *, indent: int | None = 1, default: Any = None,
+                      allow_nan: bool = True) -> Path:
+    """Write ``doc`` as JSON (plus a final newline) to ``path`` atomically (:func:`atomic_write_text`)."""
+    return atomic_write_text(path, json.dumps(doc, indent=indent, default=default, allow_nan=allow_nan) + "\n")
 
 
 def save_safetensors_atomic(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
                             metadata: dict[str, str] | None = None) -> Path:
-    """Write ``tensors`` as a safetensors file via a temporary file in the same directory and :func:`os.replace`
-    (readable like any other file: mkstemp's 0600 is widened to 0644)."""
+    """Write ``tensors`` as a safetensors file atomically (:func:`atomic_file`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
 
 
@@ -100,22 +159,13 @@ def save(model: nn.Module, path: str | os.PathLike, metadata: dict | None = None
     tensors = {k: v.contiguous().cpu() for k, v in state.items()}
     for k, m in masks.items():
         tensors[k + MASK_SUFFIX] = pack_bits(m)
-    from . import __version__
+    from ._version import __version__
 
     meta = {"version": __version__, "masks": {k: list(m.shape) for k, m in masks.items()}}
     if getattr(model, "zoo_name", None):
         meta["arch"] = {"name": model.zoo_name, "config": getattr(model, "zoo_config", {})}
     meta.update(metadata or {})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"secateurs": json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return save_safetensors_atomic(path, tensors, metadata={"secateurs": json.dumps(meta)})
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
@@ -178,34 +228,62 @@ def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
 
 
 @contextlib.contextmanager
-def atomic_dir(out: Path, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary directory beside ``out``; on success it replaces ``out`` (an existing one is moved away
-    first and deleted after; refused with OutputExistsError if not ``overwrite``), on failure it is removed and
-    ``out`` is untouched."""
+def atomic_dir(out: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary directory beside ``out`` to write the output folder in (by any writers); on success it
+    replaces ``out`` with normal modes throughout (:func:`replace_dir`; refused with OutputExistsError if ``out``
+    exists and not ``overwrite``), on failure it is removed and ``out`` is untouched."""
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = _reserve(out.parent, f".{out.name}.", directory=True)
     try:
         yield tmp
-        if out.exists() and not overwrite:
-            raise OutputExistsError(f"{out} appeared while it was being written; pass overwrite=True to replace it")
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -> Path:
-    """Refuse an existing ``out_dir`` unless ``overwrite`` (OutputExistsError); call it before pruning starts."""
-    out = Path(out_dir)
+def replace_dir(src: str | os.PathLike, out: str | os.PathLike, overwrite: bool = True) -> Path:
+    """Publish the complete folder ``src`` as ``out`` (same filesystem): every folder and file in it gets a normal
+    mode (:func:`normal_mode`; ``save_pretrained`` writes private 0600 weights, ``mkdtemp`` 0700 folders), then it
+    is renamed.  An existing ``out`` is refused with OutputExistsError unless ``overwrite``; else it is moved aside
+    first and deleted only once ``src`` is in its place, so ``out`` is always either the old output or the new
+    one."""
+    src, out = Path(src), Path(out)
     if out.exists() and not overwrite:
-        raise OutputExistsError(f"output directory {str(out)!r} already exists; pass overwrite=True (--overwrite) "
-                                f"to replace it or choose another path")
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"output path {str(out)!r} exists and is not a directory")
+        raise OutputExistsError(f"{out} appeared while it was being written; pass overwrite=True to replace it")
+    dir_mode = normal_mode(directory=True)
+    for folder, _, files in os.walk(src):
+        os.chmod(folder, dir_mode)
+        for name in files:
+            f = os.path.join(folder, name)
+            if not os.path.islink(f):  # executables keep their x bits
+                os.chmod(f, dir_mode if os.stat(f).st_mode & 0o111 else dir_mode & 0o666)
+    if out.exists() or out.is_symlink():
+        old = _reserve(out.parent, f".{out.name}.old-", directory=True)
+        os.replace(out, old / out.name)
+        os.replace(src, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, out)
     return out
+
+
+def check_output(path: str | os.PathLike[str], overwrite: bool = False, *, directory: bool = True) -> Path:
+    """Refuse an existing output ``path`` unless ``overwrite`` (OutputExistsError), and one of the wrong kind (a
+    file where a ``directory`` is written, or a folder where a file is); call it before any work starts.  The one
+    overwrite policy of every command and every ``save``-like function that takes ``overwrite``."""
+    out = Path(path)
+    what = "output directory" if directory else "output file"
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{what} {str(out)!r} already exists; pass overwrite=True (--overwrite) "
+                                f"to replace it or choose another path")
+    if out.exists() and out.is_dir() != directory:
+        raise OutputExistsError(f"output path {str(out)!r} exists and is {'not ' if directory else ''}a directory")
+    return out
+
+
+def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """Refuse an existing ``out_dir`` unless ``overwrite`` (OutputExistsError); call it before pruning starts
+    (:func:`check_output` for a folder)."""
+    return check_output(out_dir, overwrite, directory=True)

@@ -16,18 +16,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from .. import registry
-from ..allocations.base import Allocation, LayerInfo, allocate
-from ..criteria.base import Criterion, ScoreContext
-from ..errors import InvalidArgumentError, MissingDataError, ModelStructureError, NonFiniteError, PatternError
-from ..patterns import NM, Pattern, parse
-from ..solvers.base import Solver
+from ..allocations.base import LayerInfo, allocate
+from ..criteria.base import ScoreContext
+from ..errors import InvalidArgumentError, MissingDataError, ModelStructureError, NonFiniteError
+from ..patterns import NM, Pattern
 from .blocks import find_blocks
 from .feed import Feed
 from .finite import all_finite
@@ -38,29 +35,9 @@ from .plan import LayerPlan
 from .report import LayerReport, PruneReport
 from .select import Threshold
 from .sequential import sequential
-from .spec import MaskPlan, PruneSpec, spec_from_call
+from .spec import MaskPlan, PruneSpec, check_sparsity, resolve_components, spec_from_call  # noqa: F401
 from .stats import check_collectable, collect
 from .targets import Target, resolve_targets, select_names
-
-
-def check_sparsity(sparsity: Any, pat: Pattern) -> float:
-    """The target sparsity as a float in [0, 1); N:M patterns imply it (None or the same value accepted)."""
-    if pat.fixed_density is not None:
-        implied = 1 - pat.fixed_density
-        if sparsity is None:
-            return implied
-        if isinstance(sparsity, (int, float)) and abs(float(sparsity) - implied) < 1e-9:
-            return implied
-        raise PatternError(f"pattern {pat.name} implies sparsity {implied:g}, but sparsity={sparsity!r} was "
-                           f"given; omit sparsity or pass {implied:g}")
-    if sparsity is None:
-        raise InvalidArgumentError("sparsity is required (a fraction in [0, 1), e.g. 0.9); None is only for N:M "
-                                   "patterns, which imply it")
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not math.isfinite(sparsity) \
-            or not 0 <= sparsity < 1:
-        raise InvalidArgumentError(f"sparsity must be a number in [0, 1) (the fraction of weights set to zero), "
-                                   f"got {sparsity!r}")
-    return float(sparsity)
 
 
 def resolve_device(device: str | torch.device | None, default: torch.device) -> torch.device:
@@ -74,21 +51,6 @@ def resolve_device(device: str | torch.device | None, default: torch.device) -> 
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InvalidArgumentError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu'")
     return dev
-
-
-def _route_options(classes: dict[str, tuple[str, type]], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Give every option to each component (criterion, allocation, solver) whose ``__init__`` takes it."""
-    routed: dict[str, dict[str, Any]] = {part: {} for part in classes}
-    for key, value in options.items():
-        takers = [part for part, (_, cls) in classes.items() if key in registry.accepted_options(cls)]
-        if not takers:
-            accepted = {f"{part} {name!r}": registry.accepted_options(cls) for part, (name, cls) in classes.items()}
-            listing = "; ".join(f"{k}: {', '.join(v) or 'none'}" for k, v in accepted.items())
-            parts = " / ".join(accepted)
-            raise InvalidArgumentError(f"{parts} does not take option {key!r}; accepted — {listing}")
-        for part in takers:
-            routed[part][key] = value
-    return routed
 
 
 def min_keep_groups(min_keep: Any, pat: Pattern, targets: list[Target]) -> list[int]:
@@ -117,66 +79,6 @@ def masked_group_scores(t: Target, pat: Pattern, scores2d: torch.Tensor) -> torc
     return gs.masked_fill(~alive, -math.inf)
 
 
-@dataclass
-class Components:
-    """The registry components one spec names, built and cross-checked (no model needed)."""
-
-    pat: Pattern
-    sparsity: float
-    crit: Criterion
-    alloc_name: str
-    alloc: Allocation
-    solver_name: str | None
-    solver: Solver | None
-    scope_name: str | None
-    scope: Any
-
-
-def resolve_components(spec: Any) -> Components:
-    """Build the criterion, allocation, solver, scope and pattern of ``spec`` (a :class:`PruneSpec`), route its
-    options to them and check they fit together; every check that needs no model or data."""
-    pat = parse(spec.pattern)
-    if not isinstance(spec.pattern, str):
-        object.__setattr__(spec, "pattern", pat.name)
-    sparsity = check_sparsity(spec.sparsity, pat)
-    method, allocation, scope, solver = spec.method, spec.allocation, spec.scope, spec.solver
-    if not isinstance(method, str):
-        raise InvalidArgumentError(f"method must be the name of a criterion (secateurs methods), got {method!r}")
-    crit_cls = registry.get("criterion", method)
-    if scope == "global":  # one ranking over every layer is the global allocation with per-layer selection
-        if allocation not in (None, "global"):
-            raise InvalidArgumentError(f"scope='global' ranks every layer together, which is allocation="
-                                       f"'global'; it cannot be combined with allocation={allocation!r}")
-        allocation, scope = "global", "layer"
-    fixed = pat.fixed_density is not None
-    alloc_name = allocation or ("uniform" if fixed else crit_cls.default_allocation)
-    alloc_cls = registry.get("allocation", alloc_name)
-    if fixed and not (alloc_name == "uniform" or alloc_cls.nm_keep is not Allocation.nm_keep):
-        raise PatternError(f"pattern {pat.name} fixes every layer's density, so allocation "
-                           f"{alloc_name!r} cannot apply; use 'uniform' or 'owl' (mixed N:M)")
-    solver_name = solver if solver is not None else crit_cls.solver
-    classes = {"criterion": (method, crit_cls), "allocation": (alloc_name, alloc_cls)}
-    if solver_name is not None:
-        classes["solver"] = (solver_name, registry.get("solver", solver_name))
-    routed = _route_options(classes, spec.options)
-    crit: Criterion = registry.build("criterion", method, routed["criterion"])
-    alloc: Allocation = registry.build("allocation", alloc_name, routed["allocation"])
-    solv: Solver | None = (registry.build("solver", solver_name, routed["solver"])
-                           if solver_name is not None else None)
-    scope_name = scope if scope is not None else crit.default_scope
-    if scope_name is None:  # the criterion leaves selection to its solver (SparseGPT)
-        if solv is None or not solv.selects:
-            raise InvalidArgumentError(f"criterion {method!r} selects through a solver; pass a scope "
-                                       f"('row' or 'layer') to use it with solver={solver!r}")
-        scope_fn = None
-    else:
-        scope_fn = registry.get("scope", scope_name)
-    if solv is not None:
-        solv.check(pat, selecting=scope_fn is None)
-    alloc.check(sparsity, getattr(pat, "n", None) if fixed else None, getattr(pat, "m", None) if fixed else None)
-    return Components(pat, sparsity, crit, alloc_name, alloc, solver_name, solv, scope_name, scope_fn)
-
-
 class _Engine:
     """One pruning call, validated; :meth:`run` does the work."""
 
@@ -187,7 +89,7 @@ class _Engine:
         self.pat, self.sparsity, self.method = c.pat, c.sparsity, spec.method
         self.crit, self.alloc_name, self.alloc = c.crit, c.alloc_name, c.alloc
         self.solver_name, self.solver, self.scope_name, self.scope = c.solver_name, c.solver, c.scope_name, c.scope
-        method, solver, targets, ignore, dense = spec.method, spec.solver, spec.targets, spec.ignore, spec.dense
+        method, targets, ignore, dense = spec.method, spec.targets, spec.ignore, spec.dense
         min_keep, blocks = spec.min_keep, spec.blocks
         self.seed = 0 if spec.seed is None else int(spec.seed)
 
@@ -624,3 +526,26 @@ def check_prune(model: nn.Module, sparsity: float | None = None, method: str = "
     spec = spec_from_call(sparsity, method, **kwargs)
     _Engine(model, spec, data, loss_fn, device, progress, bake, stream)
     return spec
+
+
+def run_spec(model: nn.Module, spec: PruneSpec, *, data: Iterable | None = None, loss_fn: Callable | None = None,
+             device: str | torch.device | None = None, progress: bool = False, bake: bool = False,
+             stream: Any = None) -> PruneReport:
+    """Prune ``model`` in place by ``spec`` (what :func:`prune` does with its arguments) and return the report."""
+    if not isinstance(spec, PruneSpec):
+        raise InvalidArgumentError(f"spec must be a secateurs.PruneSpec, got {type(spec).__name__}")
+    return _Engine(model, spec, data, loss_fn, device, progress, bake, stream).run()
+
+
+def plan_masks(model: nn.Module, spec: PruneSpec, *, data: Iterable | None = None, loss_fn: Callable | None = None,
+               device: str | torch.device | None = None, progress: bool = False) -> MaskPlan:
+    """Compute the masks ``spec`` gives on ``model`` without applying them (the public step of the engine).
+
+    The engine runs exactly as :func:`prune` would (block by block, later blocks see the earlier ones pruned, as
+    they must), then every mask and weight is put back: the model is bit-identical afterwards.  The returned
+    :class:`~secateurs.core.spec.MaskPlan` holds the keep masks, the weights a solver refitted and the report;
+    ``plan.apply(model)`` gives what :func:`run_spec` would.
+    """
+    if not isinstance(spec, PruneSpec):
+        raise InvalidArgumentError(f"spec must be a secateurs.PruneSpec, got {type(spec).__name__}")
+    return _Engine(model, spec, data, loss_fn, device, progress, False, None).run(dry=True)

@@ -1,8 +1,8 @@
 """The plan of a weight-pruning call: a validated, serialisable :class:`PruneSpec`, and :class:`MaskPlan`, the
 masks it yields on a model, computed without applying them.
 
-``secateurs.prune(model, 0.5, "wanda", data=...)`` is sugar for ``PruneSpec(0.5, "wanda").run(model, data=...)``;
-:func:`plan_masks` runs the same engine (same executors: one pass, block by block, streamed) and hands back the
+``secateurs.prune(model, 0.5, "wanda", data=...)`` is sugar for
+``secateurs.run_spec(model, PruneSpec(0.5, "wanda"), data=...)``; :func:`secateurs.plan_masks` runs the same engine (same executors: one pass, block by block, streamed) and hands back the
 masks and any weights a solver refitted, leaving the model exactly as it was.  Schedules, sweeps and recipes
 keep a spec (``to_dict`` / ``from_dict`` is JSON-safe) instead of a bag of keyword arguments.
 """
@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
+import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from .. import registry
-from ..errors import InvalidArgumentError
-
-Names = "str | list[str] | Callable[[str, nn.Module], bool] | None"
-
+from ..allocations.base import Allocation
+from ..criteria.base import Criterion
+from ..errors import InvalidArgumentError, PatternError
+from ..patterns import Pattern, parse
+from ..solvers.base import Solver
 
 def _names(value: Any, what: str) -> Any:
     """Globs as a tuple (hashable, JSON as a list), a callable as is, None as None."""
@@ -70,8 +71,6 @@ class PruneSpec:
         if self.blocks is not None and not isinstance(self.blocks, (str, bool)):
             raise InvalidArgumentError(f"blocks must be an attribute path such as 'model.layers', True or None; "
                                        f"got {self.blocks!r}")
-        from .prune import resolve_components
-
         resolve_components(self)  # names, options, pattern vs sparsity: everything that needs no model
 
     # ------------------------------------------------------------------------------------------ serialisation
@@ -104,20 +103,6 @@ class PruneSpec:
     def replace(self, **changes: Any) -> PruneSpec:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
-
-    # -------------------------------------------------------------------------------------------- execution
-    def run(self, model: nn.Module, *, data: Iterable | None = None, loss_fn: Callable | None = None,
-            device: str | torch.device | None = None, progress: bool = False, bake: bool = False,
-            stream: Any = None):
-        """Prune ``model`` in place by this spec (what :func:`secateurs.prune` does) and return the report."""
-        from .prune import _Engine
-
-        return _Engine(model, self, data, loss_fn, device, progress, bake, stream).run()
-
-    def plan(self, model: nn.Module, *, data: Iterable | None = None, loss_fn: Callable | None = None,
-             device: str | torch.device | None = None, progress: bool = False) -> MaskPlan:
-        """The masks (and solver-refitted weights) this spec gives on ``model``, which is left untouched."""
-        return plan_masks(model, self, data=data, loss_fn=loss_fn, device=device, progress=progress)
 
 
 @dataclass
@@ -163,21 +148,6 @@ class MaskPlan:
         return 1 - sum(int(m.sum()) for m in self.masks.values()) / max(total, 1)
 
 
-def plan_masks(model: nn.Module, spec: PruneSpec, *, data: Iterable | None = None, loss_fn: Callable | None = None,
-               device: str | torch.device | None = None, progress: bool = False) -> MaskPlan:
-    """Compute the masks ``spec`` gives on ``model`` without applying them (the public step of the engine).
-
-    The engine runs exactly as :func:`secateurs.prune` would (block by block statistics see the earlier blocks
-    pruned, as they must), then every mask and weight is put back: the model is bit-identical afterwards.
-    """
-    from .prune import _Engine
-
-    if not isinstance(spec, PruneSpec):
-        raise InvalidArgumentError(f"spec must be a secateurs.PruneSpec, got {type(spec).__name__}")
-    engine = _Engine(model, spec, data, loss_fn, device, progress, False, None)
-    return engine.run(dry=True)
-
-
 def spec_from_call(sparsity: Any, method: str, **kwargs: Any) -> PruneSpec:
     """The :class:`PruneSpec` of a :func:`secateurs.prune` call's arguments (options are the extra keywords)."""
     fields = {f.name for f in dataclasses.fields(PruneSpec)}
@@ -185,3 +155,98 @@ def spec_from_call(sparsity: Any, method: str, **kwargs: Any) -> PruneSpec:
     options = {k: v for k, v in kwargs.items() if k not in fields}
     return PruneSpec(sparsity=sparsity, method=method, options=options, **named)
 
+
+
+def check_sparsity(sparsity: Any, pat: Pattern) -> float:
+    """The target sparsity as a float in [0, 1); N:M patterns imply it (None or the same value accepted)."""
+    if pat.fixed_density is not None:
+        implied = 1 - pat.fixed_density
+        if sparsity is None:
+            return implied
+        if isinstance(sparsity, (int, float)) and abs(float(sparsity) - implied) < 1e-9:
+            return implied
+        raise PatternError(f"pattern {pat.name} implies sparsity {implied:g}, but sparsity={sparsity!r} was "
+                           f"given; omit sparsity or pass {implied:g}")
+    if sparsity is None:
+        raise InvalidArgumentError("sparsity is required (a fraction in [0, 1), e.g. 0.9); None is only for N:M "
+                                   "patterns, which imply it")
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not math.isfinite(sparsity) \
+            or not 0 <= sparsity < 1:
+        raise InvalidArgumentError(f"sparsity must be a number in [0, 1) (the fraction of weights set to zero), "
+                                   f"got {sparsity!r}")
+    return float(sparsity)
+
+
+def route_options(classes: dict[str, tuple[str, type]], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Give every option to each component (criterion, allocation, solver) whose ``__init__`` takes it."""
+    routed: dict[str, dict[str, Any]] = {part: {} for part in classes}
+    for key, value in options.items():
+        takers = [part for part, (_, cls) in classes.items() if key in registry.accepted_options(cls)]
+        if not takers:
+            accepted = {f"{part} {name!r}": registry.accepted_options(cls) for part, (name, cls) in classes.items()}
+            listing = "; ".join(f"{k}: {', '.join(v) or 'none'}" for k, v in accepted.items())
+            parts = " / ".join(accepted)
+            raise InvalidArgumentError(f"{parts} does not take option {key!r}; accepted — {listing}")
+        for part in takers:
+            routed[part][key] = value
+    return routed
+
+
+@dataclass
+class Components:
+    """The registry components one spec names, built and cross-checked (no model needed)."""
+
+    pat: Pattern
+    sparsity: float
+    crit: Criterion
+    alloc_name: str
+    alloc: Allocation
+    solver_name: str | None
+    solver: Solver | None
+    scope_name: str | None
+    scope: Any
+
+
+def resolve_components(spec: Any) -> Components:
+    """Build the criterion, allocation, solver, scope and pattern of ``spec`` (a :class:`PruneSpec`), route its
+    options to them and check they fit together; every check that needs no model or data."""
+    pat = parse(spec.pattern)
+    if not isinstance(spec.pattern, str):
+        object.__setattr__(spec, "pattern", pat.name)
+    sparsity = check_sparsity(spec.sparsity, pat)
+    method, allocation, scope, solver = spec.method, spec.allocation, spec.scope, spec.solver
+    if not isinstance(method, str):
+        raise InvalidArgumentError(f"method must be the name of a criterion (secateurs methods), got {method!r}")
+    crit_cls = registry.get("criterion", method)
+    if scope == "global":  # one ranking over every layer is the global allocation with per-layer selection
+        if allocation not in (None, "global"):
+            raise InvalidArgumentError(f"scope='global' ranks every layer together, which is allocation="
+                                       f"'global'; it cannot be combined with allocation={allocation!r}")
+        allocation, scope = "global", "layer"
+    fixed = pat.fixed_density is not None
+    alloc_name = allocation or ("uniform" if fixed else crit_cls.default_allocation)
+    alloc_cls = registry.get("allocation", alloc_name)
+    if fixed and not (alloc_name == "uniform" or alloc_cls.nm_keep is not Allocation.nm_keep):
+        raise PatternError(f"pattern {pat.name} fixes every layer's density, so allocation "
+                           f"{alloc_name!r} cannot apply; use 'uniform' or 'owl' (mixed N:M)")
+    solver_name = solver if solver is not None else crit_cls.solver
+    classes = {"criterion": (method, crit_cls), "allocation": (alloc_name, alloc_cls)}
+    if solver_name is not None:
+        classes["solver"] = (solver_name, registry.get("solver", solver_name))
+    routed = route_options(classes, spec.options)
+    crit: Criterion = registry.build("criterion", method, routed["criterion"])
+    alloc: Allocation = registry.build("allocation", alloc_name, routed["allocation"])
+    solv: Solver | None = (registry.build("solver", solver_name, routed["solver"])
+                           if solver_name is not None else None)
+    scope_name = scope if scope is not None else crit.default_scope
+    if scope_name is None:  # the criterion leaves selection to its solver (SparseGPT)
+        if solv is None or not solv.selects:
+            raise InvalidArgumentError(f"criterion {method!r} selects through a solver; pass a scope "
+                                       f"('row' or 'layer') to use it with solver={solver!r}")
+        scope_fn = None
+    else:
+        scope_fn = registry.get("scope", scope_name)
+    if solv is not None:
+        solv.check(pat, selecting=scope_fn is None)
+    alloc.check(sparsity, getattr(pat, "n", None) if fixed else None, getattr(pat, "m", None) if fixed else None)
+    return Components(pat, sparsity, crit, alloc_name, alloc, solver_name, solv, scope_name, scope_fn)
