@@ -12,11 +12,12 @@ factor changes no ranking within a layer.)
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
 from ..core.targets import Target
-from ..errors import InvalidArgumentError
-from ..registry import register
+from ..registry import option, register
 from .base import Criterion, ScoreContext, ScoreFn
 
 
@@ -37,9 +38,8 @@ class ALPSSelection(Criterion):
     default_allocation = "uniform"
     solver = "alps"
 
-    def __init__(self, percdamp: float = 0.01):
-        if isinstance(percdamp, bool) or not isinstance(percdamp, (int, float)) or not 0 < percdamp < 10:
-            raise InvalidArgumentError(f"alps percdamp must be a small positive number (0.01), got {percdamp!r}")
+    def __init__(self, percdamp: Annotated[float, option("ridge added to XᵀX, as a fraction of its mean diagonal",
+                                                       gt=0, lt=10)] = 0.01):
         self.percdamp = float(percdamp)
 
     def options(self) -> dict:

@@ -23,11 +23,11 @@ reference's ``initial_metric``); the criterion leaves those scores in each layer
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from .. import registry
 from ..errors import InvalidArgumentError
-from ..registry import register
+from ..registry import option, register
 from ..solvers.dsnot import BASE_SCORES, DSnoT
 from .base import Criterion, ScoreContext, ScoreFn
 
@@ -41,14 +41,12 @@ class DSnoTCriterion(Criterion):
     default_allocation = "uniform"
     solver = "dsnot"
 
-    def __init__(self, base: str = "wanda", base_options: dict[str, Any] | None = None):
-        if not isinstance(base, str):
-            raise InvalidArgumentError(f"dsnot base must be a criterion name such as 'wanda', got {base!r}")
+    def __init__(self, base: Annotated[str, option("criterion of the initial mask (the reference's "
+                                                   "--initial_method): wanda, sparsegpt, magnitude, ria...")] = "wanda",
+                 base_options: Annotated[dict[str, Any] | None, option("options of the base criterion, e.g. "
+                                                                       "{\"percdamp\": 0.01}")] = None):
         if base == "dsnot":
             raise InvalidArgumentError("dsnot base cannot be 'dsnot' itself; use 'wanda', 'sparsegpt' or 'magnitude'")
-        if base_options is not None and not isinstance(base_options, dict):
-            raise InvalidArgumentError(f"dsnot base_options must be a dict of the base criterion's options, "
-                                       f"got {base_options!r}")
         self.base_name = base
         self.base: Criterion = registry.build("criterion", base, base_options)  # unknown names/options raise here
         if self.base.rounds != 1:

@@ -18,7 +18,7 @@ of the pruning pass (the reference draws the same C4 rows with the same seed in 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
@@ -28,7 +28,7 @@ from ..core.finite import all_finite
 from ..core.progress import progress_bar
 from ..core.targets import Target
 from ..errors import InvalidArgumentError, MissingDataError, NonFiniteError
-from ..registry import register
+from ..registry import option, register
 from .base import Criterion, ScoreContext, ScoreFn, batch_gradients, zero_if_none
 from .wanda import layer_wanda_scores
 
@@ -61,11 +61,11 @@ class GBLM(Criterion):
     default_scope = "row"
     default_allocation = "uniform"
 
-    def __init__(self, scale: float = 100.0, gradients: dict[str, torch.Tensor] | None = None):
+    def __init__(self, scale: Annotated[float, option("factor on the gradient term |W|·||scale·∇W||₂", gt=0,
+                                                    allow_inf_nan=False)] = 100.0,
+                 gradients: dict[str, torch.Tensor] | None = None):
         """``gradients``: the output of :func:`gradient_norms` on the same dense model and calibration data, so
         that a sweep over sparsities need not repeat the backward passes."""
-        if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0):
-            raise InvalidArgumentError(f"gblm scale must be a positive number (100), got {scale!r}")
         if gradients is not None and not isinstance(gradients, dict):
             raise InvalidArgumentError("gblm gradients must be the dict returned by gradient_norms()")
         self.scale = float(scale)

@@ -37,13 +37,13 @@ Deliberate differences:
 """
 from __future__ import annotations
 
-import math
+from typing import Annotated
 
 import torch
 
 from ..core.targets import Target
 from ..errors import InvalidArgumentError
-from ..registry import register
+from ..registry import option, register
 from .base import Criterion, ScoreContext, ScoreFn
 
 
@@ -73,10 +73,11 @@ class RIA(Criterion):
     default_scope = "layer"
     default_allocation = "uniform"
 
-    def __init__(self, a: float = 0.5, reallocation: bool = False):
-        if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) or a < 0:
-            raise InvalidArgumentError(f"ria exponent a must be a finite number >= 0 (the reference's 0.5), got {a!r}")
-        if reallocation is not False:
+    def __init__(self, a: Annotated[float, option("exponent a of the input norm ||X_j||₂^a (the reference's 0.5)",
+                                                ge=0, allow_inf_nan=False)] = 0.5,
+                 reallocation: Annotated[bool, option("the reference's channel permutation before N:M: refused, "
+                                                      "see the module docstring")] = False):
+        if reallocation:
             raise InvalidArgumentError(
                 "ria reallocation (the reference's --reallocation channel permutation before N:M) is not supported: "
                 "the reference maps the permuted N:M mask back to the original column order and discards the "

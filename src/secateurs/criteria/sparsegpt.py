@@ -10,10 +10,12 @@ reference ranks by, ``w² / [chol(H⁻¹)ᵀ]_jj²``, on the dense weights.
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
 from ..core.targets import Target
-from ..registry import register
+from ..registry import option, register
 from ..solvers.sparsegpt import hinv_factor
 from .base import Criterion, ScoreContext, ScoreFn
 
@@ -37,8 +39,9 @@ class SparseGPTSelection(Criterion):
     default_allocation = "uniform"
     solver = "sparsegpt"
 
-    def __init__(self, percdamp: float = 0.01):
-        self.percdamp = percdamp  # validated by the solver, which takes the same option
+    def __init__(self, percdamp: Annotated[float, option("Hessian dampening, as a fraction of its mean diagonal",
+                                                       gt=0, lt=10)] = 0.01):
+        self.percdamp = float(percdamp)
 
     def scores(self, ctx: ScoreContext) -> list[ScoreFn]:
         return [(lambda t=t, st=st: obs_scores(t, st, self.percdamp)) for t, st in zip(ctx.targets, ctx.stats)]

@@ -46,11 +46,10 @@ machine it was written on).
 from __future__ import annotations
 
 import contextlib
-import math
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -58,9 +57,9 @@ import torch
 from ..core.finite import all_finite
 from ..core.plan import LayerPlan
 from ..core.select import prune_lowest
-from ..errors import InvalidArgumentError, NonFiniteError, PatternError
+from ..errors import NonFiniteError, PatternError
 from ..patterns import NM, Pattern, Unstructured, nm_keep_mask
-from ..registry import register
+from ..registry import option, register
 from .base import Solver
 from .sparsegpt import _one_thread
 
@@ -310,20 +309,6 @@ def _shared_normalised(stat: Any, percdamp: float, name: str) -> Normalised:
     return norm
 
 
-def _positive_int(name: str, value: Any, default: int, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidArgumentError(f"alps {name} must be an integer >= {minimum} ({default}), got {value!r}")
-    return value
-
-
-def _positive_float(name: str, value: Any, default: float, upper: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0 < value < upper:
-        bound = f" below {upper:g}" if math.isfinite(upper) else ""
-        raise InvalidArgumentError(f"alps {name} must be a positive number{bound} ({default:g}), got {value!r}")
-    return float(value)
-
-
 @register("solver", "alps")
 class ALPS(Solver):
     """ADMM support selection with a ρ schedule, then conjugate gradient on the support (Meng et al. 2024)."""
@@ -331,15 +316,20 @@ class ALPS(Solver):
     stats = ("hessian",)
     selects = True
 
-    def __init__(self, rho: float = 0.1, max_iter: int = 300, update_iter: int = 3, switch_iter: int = 30,
-                 pcg_iters: int = 10, pcg_rtol: float = 1e-4, percdamp: float = 0.01):
-        self.rho = _positive_float("rho", rho, 0.1, 1e6)
-        self.max_iter = _positive_int("max_iter", max_iter, 300)
-        self.update_iter = _positive_int("update_iter", update_iter, 3)
-        self.switch_iter = _positive_int("switch_iter", switch_iter, 30, minimum=0)
-        self.pcg_iters = _positive_int("pcg_iters", pcg_iters, 10, minimum=0)
-        self.pcg_rtol = _positive_float("pcg_rtol", pcg_rtol, 1e-4)
-        self.percdamp = _positive_float("percdamp", percdamp, 0.01, 10)
+    def __init__(
+        self,
+        rho: Annotated[float, option("initial ADMM penalty ρ", gt=0, lt=1e6)] = 0.1,
+        max_iter: Annotated[int, option("at most this many ADMM iterations", ge=1)] = 300,
+        update_iter: Annotated[int, option("ρ is updated every this many iterations", ge=1)] = 3,
+        switch_iter: Annotated[int, option("after this many iterations a small support change stops", ge=0)] = 30,
+        pcg_iters: Annotated[int, option("conjugate-gradient steps of the back-solve", ge=0)] = 10,
+        pcg_rtol: Annotated[float, option("CG stops when every residual is below this × its right-hand side",
+                                          gt=0, allow_inf_nan=False)] = 1e-4,
+        percdamp: Annotated[float, option("ridge added to XᵀX, as a fraction of its mean diagonal", gt=0,
+                                          lt=10)] = 0.01,
+    ):
+        self.rho, self.max_iter, self.update_iter, self.switch_iter = float(rho), max_iter, update_iter, switch_iter
+        self.pcg_iters, self.pcg_rtol, self.percdamp = pcg_iters, float(pcg_rtol), float(percdamp)
         self.last: dict[str, Any] = {}  # iterations and final ρ of the last ADMM run (for inspection)
 
     def options(self) -> dict[str, Any]:

@@ -51,7 +51,7 @@ The reference's ``--pow_of_var_pruning`` is parsed but never used, so it is not 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
 
@@ -59,7 +59,7 @@ from ..core.plan import LayerPlan
 from ..criteria.wanda import wanda_scores
 from ..errors import InvalidArgumentError, PatternError
 from ..patterns import NM, Pattern, Unstructured
-from ..registry import register
+from ..registry import option, register
 from .base import Solver
 
 #: Key of the stats dict under which :class:`secateurs.criteria.dsnot.DSnoTCriterion` leaves, per target name, a
@@ -179,24 +179,22 @@ class DSnoT(Solver):
     stats = ("scaler_row", "sum_row", "var_row")
     selects = False
 
-    def __init__(self, max_cycle_time: int = 50, update_threshold: float = 0.1, pow_of_var_regrowing: float = 1.0,
-                 skip_layer: str | None = "mlp", skip_sub_layer: str | None = None, without_same_sign: bool = True):
-        if isinstance(max_cycle_time, bool) or not isinstance(max_cycle_time, int) or max_cycle_time < 0:
-            raise InvalidArgumentError(f"dsnot max_cycle_time must be a non-negative integer (50), "
-                                       f"got {max_cycle_time!r}")
-        for what, v in (("update_threshold", update_threshold), ("pow_of_var_regrowing", pow_of_var_regrowing)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise InvalidArgumentError(f"dsnot {what} must be a finite number >= 0, got {v!r}")
-        if not isinstance(without_same_sign, bool):
-            raise InvalidArgumentError(f"dsnot without_same_sign must be True or False, got {without_same_sign!r}")
+    def __init__(
+        self,
+        max_cycle_time: Annotated[int, option("at most this many prune-and-grow cycles per row", ge=0)] = 50,
+        update_threshold: Annotated[float, option("a row swaps while |expected error| exceeds this", ge=0,
+                                                  allow_inf_nan=False)] = 0.1,
+        pow_of_var_regrowing: Annotated[float, option("power p of the input variance dividing the grow metric",
+                                                      ge=0, allow_inf_nan=False)] = 1.0,
+        skip_layer: Annotated[Literal["mlp", "self_attn", "no_skip"] | None,
+                              option("blocks' layers that keep the initial mask (None or no_skip: none)")] = "mlp",
+        skip_sub_layer: Annotated[Annotated[str, option("", min_length=1)] | None,
+                                  option("layers with this own name (q_proj...) keep the initial mask")] = None,
+        without_same_sign: Annotated[bool, option("unstructured: skip the same-sign check (the reference's "
+                                                  "--without_same_sign)")] = True,
+    ):
         self.max_cycle_time, self.update_threshold = max_cycle_time, float(update_threshold)
         self.pow_of_var_regrowing = float(pow_of_var_regrowing)
-        if skip_layer not in (None, "no_skip", "mlp", "self_attn"):
-            raise InvalidArgumentError(f"dsnot skip_layer must be 'mlp' (the reference's default), 'self_attn', "
-                                       f"'no_skip' or None, got {skip_layer!r}")
-        if skip_sub_layer is not None and (not isinstance(skip_sub_layer, str) or not skip_sub_layer):
-            raise InvalidArgumentError(f"dsnot skip_sub_layer must be a layer's own name such as 'q_proj', "
-                                       f"'no_skip' or None, got {skip_sub_layer!r}")
         self.skip_layer = None if skip_layer == "no_skip" else skip_layer
         self.skip_sub_layer = None if skip_sub_layer == "no_skip" else skip_sub_layer
         self.without_same_sign = without_same_sign

@@ -29,15 +29,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 
 from ..core.plan import LayerPlan
 from ..core.select import prune_lowest
-from ..errors import InvalidArgumentError, NonFiniteError, PatternError
+from ..errors import NonFiniteError, PatternError
 from ..patterns import NM, Pattern, nm_keep_mask
-from ..registry import register
+from ..registry import option, register
 from .base import Solver
 
 
@@ -130,11 +130,9 @@ class SparseGPT(Solver):
     stats = ("hessian",)
     selects = True
 
-    def __init__(self, percdamp: float = 0.01, blocksize: int = 128):
-        if not (isinstance(percdamp, (int, float)) and 0 < percdamp < 10):
-            raise InvalidArgumentError(f"sparsegpt percdamp must be a small positive number (0.01), got {percdamp!r}")
-        if not (isinstance(blocksize, int) and blocksize >= 1):
-            raise InvalidArgumentError(f"sparsegpt blocksize must be a positive integer (128), got {blocksize!r}")
+    def __init__(self, percdamp: Annotated[float, option("Hessian dampening, as a fraction of its mean diagonal",
+                                                       gt=0, lt=10)] = 0.01,
+                 blocksize: Annotated[int, option("columns per lazy-update block", ge=1)] = 128):
         self.percdamp, self.blocksize = float(percdamp), blocksize
 
     def options(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ def build(name: str, options: dict[str, Any]) -> Importance:
     if name in registry.names("importance"):
         return registry.build("importance", name, options)
     if name in registry.names("criterion"):
-        return CriterionImportance(name, **options)
+        return CriterionImportance(name, **registry.validate(CriterionImportance, options, f"importance {name!r}"))
     raise UnknownNameError("importance", name, registry.names("importance") + registry.names("criterion"))
 
 

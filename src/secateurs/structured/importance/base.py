@@ -9,16 +9,14 @@ importance too: its per-weight scores are summed over each unit (:mod:`.criterio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import nn
 
 from ...core.feed import Feed
-from ...errors import InvalidArgumentError
+from ...registry import option
 from ..graph import Member, Space
-
-REDUCTIONS = ("sum", "mean", "max")
 
 
 @dataclass(eq=False)
@@ -68,9 +66,8 @@ class Importance:
 
     needs_data = False
 
-    def __init__(self, reduction: str = "sum"):
-        if reduction not in REDUCTIONS:
-            raise InvalidArgumentError(f"group reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    def __init__(self, reduction: Annotated[Literal["sum", "mean", "max"],
+                                            option("how the members' scores combine into the group's")] = "sum"):
         self.reduction = reduction
 
     def options(self) -> dict[str, Any]:
