@@ -181,8 +181,14 @@ def test_controls_have_the_tickets_layer_densities():
         keep = get_mask(t)
         assert torch.equal(t.weight[keep], start[f"{t.name}.parametrizations.weight.original"][keep])
     assert torch.equal(rand.state_dict()["1.running_var"], start["1.running_var"])
-    again = _masks(pruner.random_mask_control(convnet(9), seed=5))
+    fresh = convnet(9)
+    torch.manual_seed(123)  # another global RNG state than the first call's: only `seed` may matter
+    state = torch.get_rng_state()
+    again = _masks(pruner.random_mask_control(fresh, seed=5))
+    assert torch.equal(torch.get_rng_state(), state)  # the global RNG is left where it was
     assert all(torch.equal(again[k], v) for k, v in rmasks.items())  # deterministic given the seed
+    other = _masks(pruner.random_mask_control(convnet(9), seed=6))
+    assert not any(torch.equal(other[k], v) for k, v in rmasks.items() if v.sum() < v.numel())
 
 
 def test_control_needs_same_architecture_and_a_pruned_level():

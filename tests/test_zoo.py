@@ -99,11 +99,14 @@ def test_unknown_model_suggests_a_name():
 
 def test_fit_lenet300_learns_and_is_deterministic(digits):
     runs = []
-    for _ in range(2):
+    for global_seed in (10, 11):
         torch.manual_seed(0)
         model = zoo.build_model("lenet300")
         train, test = digits.loaders(64, seed=0)
+        torch.manual_seed(global_seed)  # another global RNG state per run: only `seed` may matter
+        state = torch.get_rng_state()
         losses = zoo.fit(model, train, epochs=3, lr=0.05, seed=0, num_threads=1)
+        assert torch.equal(torch.get_rng_state(), state)  # and fit leaves the global RNG where it was
         runs.append(model)
     assert len(losses) == 3 and losses[-1] < losses[0]
     assert all(torch.equal(a, b) for a, b in zip(runs[0].state_dict().values(), runs[1].state_dict().values()))
