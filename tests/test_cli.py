@@ -1,5 +1,7 @@
 """The weight-pruning CLI end to end: methods, prune (train -> prune -> fine-tune -> save), reload, errors."""
 import json
+import os
+import stat
 
 import pytest
 
@@ -63,3 +65,26 @@ def test_errors_exit_2(runner, args, needle):
     res = runner.invoke(app, ["prune", *args])
     assert res.exit_code == 2
     assert needle in " ".join(res.output.split())
+
+
+def test_prune_out_follows_the_overwrite_policy(runner, tmp_path):
+    """--out (a folder, or a .safetensors file with <name>.json beside it) is refused if it exists unless
+    --overwrite, before anything is trained or pruned, as every other command does; outputs get normal modes."""
+    existing = tmp_path / "existing.safetensors"
+    existing.write_bytes(b"keep me")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for out in (existing, folder):
+        res = runner.invoke(app, ["prune", "--model", "lenet300", "--sparsity", "0.5", "--out", str(out), "--json"])
+        assert res.exit_code == 2 and "already exists" in " ".join(res.output.split()) and "--overwrite" in res.output
+    assert existing.read_bytes() == b"keep me" and not list(folder.iterdir())
+    old = os.umask(0o022)
+    try:
+        res = runner.invoke(app, ["prune", "--model", "lenet300", "--sparsity", "0.5", "--out", str(existing),
+                                  "--overwrite", "--json"])
+    finally:
+        os.umask(old)
+    assert res.exit_code == 0, res.output
+    assert json.loads(existing.with_suffix(".json").read_text())["saved"] == str(existing)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (existing, existing.with_suffix(".json"))} == {0o644}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing.json", "existing.safetensors", "run"]

@@ -1,5 +1,8 @@
-"""save -> load round-trips bit-exactly; masks are bit-packed; bad files are rejected before the model changes."""
+"""save -> load round-trips bit-exactly; masks are bit-packed; bad files are rejected before the model changes;
+every output is written by the one atomic writer with the modes of a normal file / folder (umask respected)."""
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -7,6 +10,7 @@ from safetensors import safe_open
 
 import secateurs
 from secateurs.core.masks import get_mask, masked_targets
+from secateurs import io
 from secateurs.io import pack_bits, unpack_bits
 from conftest import convnet, mlp, same, snapshot
 
@@ -92,3 +96,103 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         secateurs.save(model, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+# --------------------------------------------------------------------------- one atomic writer, normal file modes
+@pytest.fixture(params=[0o022, 0o027])
+def umask(request):
+    """Run the test under a process umask (restored after); yields the modes a normal file and folder get."""
+    old = os.umask(request.param)
+    try:
+        yield 0o666 & ~request.param, 0o777 & ~request.param
+    finally:
+        os.umask(old)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def _modes_under(folder):
+    """Every file's and folder's mode under (and including) ``folder``."""
+    return {p.relative_to(folder).as_posix(): _mode(p) for p in [folder, *folder.rglob("*")]}
+
+
+def test_save_gets_a_normal_file_mode(tmp_path, umask):
+    file_mode, _ = umask  # 0644 under umask 022, 0640 under 027 (mkstemp would give 0600)
+    path = secateurs.save(mlp(), tmp_path / "m.safetensors")
+    assert _mode(path) == file_mode
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary left
+
+
+def test_every_atomic_write_gets_normal_modes(tmp_path, umask):
+    file_mode, dir_mode = umask
+    assert _mode(io.atomic_write_text(tmp_path / "a.txt", "x")) == file_mode
+    assert _mode(io.atomic_write_json(tmp_path / "sub" / "a.json", {"a": 1})) == file_mode
+    assert _mode(tmp_path / "sub") == dir_mode
+    assert _mode(io.save_safetensors_atomic(tmp_path / "t.safetensors", {"x": torch.zeros(3)})) == file_mode
+    from secateurs.data.score import write_json_atomic
+
+    assert _mode(write_json_atomic(tmp_path / "s.json", [1, 2])) == file_mode
+    with io.atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "plain.txt").write_text("x")
+        io.atomic_write_text(tmp / "atomic.txt", "y")
+    assert _modes_under(tmp_path / "d") == {".": dir_mode, "plain.txt": file_mode, "atomic.txt": file_mode}
+
+
+def test_atomic_file_failure_leaves_the_old_file(tmp_path):
+    path = io.atomic_write_text(tmp_path / "a.txt", "old")
+    with pytest.raises(RuntimeError), io.atomic_file(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+    with pytest.raises(RuntimeError), io.atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "x").write_text("half")
+        raise RuntimeError("crash")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_atomic_dir_replaces_or_refuses(tmp_path):
+    out = tmp_path / "d"
+    with io.atomic_dir(out) as tmp:
+        (tmp / "v1").write_text("1")
+    with io.atomic_dir(out) as tmp:
+        (tmp / "v2").write_text("2")
+    assert sorted(p.name for p in out.iterdir()) == ["v2"]
+    with pytest.raises(secateurs.OutputExistsError), io.atomic_dir(out, overwrite=False) as tmp:
+        (tmp / "v3").write_text("3")
+    assert sorted(p.name for p in out.iterdir()) == ["v2"] and [p.name for p in tmp_path.iterdir()] == ["d"]
+
+
+def test_check_output_files_and_folders(tmp_path):
+    f = io.atomic_write_text(tmp_path / "f.json", "{}")
+    with pytest.raises(secateurs.OutputExistsError, match="already exists"):
+        io.check_output(f, directory=False)
+    assert io.check_output(f, overwrite=True, directory=False) == f
+    with pytest.raises(secateurs.OutputExistsError, match="is a directory"):
+        io.check_output(tmp_path, overwrite=True, directory=False)
+    with pytest.raises(secateurs.OutputExistsError, match="is not a directory"):
+        io.check_output_dir(f, overwrite=True)
+    assert io.check_output(tmp_path / "new", directory=False) == tmp_path / "new"
+
+
+def test_llm_save_pruned_modes(tmp_path, umask):
+    from test_llm_blocks import make_model
+
+    from secateurs.llm import save_pruned
+
+    file_mode, dir_mode = umask
+    out = save_pruned(make_model("llama"), None, tmp_path / "out", {"method": "magnitude"})
+    modes = _modes_under(out)
+    assert modes.pop(".") == dir_mode and "secateurs.json" in modes and "model.safetensors" in modes
+    assert set(modes.values()) == {file_mode}, modes
+
+
+def test_structured_save_modes(tmp_path, umask):
+    from secateurs import structured
+
+    file_mode, dir_mode = umask
+    out = structured.save(mlp(), tmp_path / "out")
+    modes = _modes_under(out)
+    assert modes.pop(".") == dir_mode and set(modes) == {"model.safetensors", "secateurs_structure.json"}
+    assert set(modes.values()) == {file_mode}, modes

@@ -4,6 +4,8 @@ bad checkpoints and changed arguments are refused with nothing that looks comple
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -115,3 +117,33 @@ def test_bad_checkpoints(tmp_path):
         assert not (tmp_path / o).exists()
     with pytest.raises(InvalidArgumentError, match="global"):
         prune_checkpoint(_save(tmp_path / "x"), tmp_path / "o4", ROWS, allocation="global", progress=False)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_streamed_output_has_normal_modes(tmp_path, monkeypatch, umask):
+    """Shards, index, config and secateurs.json get 0o666 & ~umask, the folder 0o777 & ~umask — also the shards
+    of an interrupted run (written by BlockStream.release) — whatever the source's modes."""
+    src = _save(tmp_path)
+    (src / "tokenizer.json").write_text("{}")
+    (src / "tokenizer.json").chmod(0o600)  # a private source file is copied with the output's mode
+    real = BlockStream.release
+    seen = {}
+
+    def spy(self, i, block, modifies):
+        real(self, i, block, modifies)
+        if modifies:
+            seen[i] = stat.S_IMODE(os.stat(self.shard(i)).st_mode)
+
+    monkeypatch.setattr(BlockStream, "release", spy)
+    old = os.umask(umask)
+    try:
+        out = tmp_path / "out"
+        prune_checkpoint(src, out, ROWS, method="wanda", sparsity=0.5, progress=False)
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in [out, *out.iterdir()]}
+    assert modes.pop("out") == 0o777 & ~umask
+    assert {"tokenizer.json", "secateurs.json", "config.json", "rest.safetensors",
+            "block-00000.safetensors", "model.safetensors.index.json"} <= set(modes)
+    assert set(modes.values()) == {0o666 & ~umask}, modes
+    assert set(seen.values()) == {0o666 & ~umask} and len(seen) == 3

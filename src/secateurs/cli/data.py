@@ -13,7 +13,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from ..errors import InvalidArgumentError, OutputExistsError
+from ..errors import InvalidArgumentError
 from .common import emit_json, err, handle_errors, out
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -21,10 +21,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 
 
 def _check_out(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
-    if path.exists() and path.is_dir():
-        raise InvalidArgumentError(f"{path} is a directory; --out must be a file path")
+    from ..io import check_output
+
+    check_output(path, overwrite, directory=False)
 
 
 def _parse_options(items: list[str]) -> dict[str, Any]:

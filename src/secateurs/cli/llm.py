@@ -38,12 +38,12 @@ def _record_perplexities(out_dir: Path, ppl: dict[str, float]) -> None:
     """Add the measured perplexities to the output's secateurs.json (atomically)."""
     import json
 
-    from ..io import atomic_write_text
+    from ..io import atomic_write_json
 
     info = out_dir / "secateurs.json"
     doc = json.loads(info.read_text())
     doc["perplexities"] = ppl
-    atomic_write_text(info, json.dumps(doc, indent=2, default=str) + "\n")
+    atomic_write_json(info, doc, indent=2, default=str)
 
 
 @app.command("prune")

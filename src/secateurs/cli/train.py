@@ -1,7 +1,6 @@
 """``secateurs train``: train a zoo model sparse with a training-time method (GMP, DST, ISS-P, PDP, PaI, ...)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -27,14 +26,14 @@ def train_cmd(
     as_json: bool = typer.Option(False, "--json", help="print a JSON document on stdout, nothing else"),
 ) -> None:
     """Train sparse from scratch and report accuracy, sparsity and the per-epoch history."""
-    from ..io import atomic_write_text
+    from ..io import atomic_write_json
     from ..schedules import train_sparse
 
     options = {"allocation": allocation} if allocation else {}
     doc = train_sparse(model, dataset, method, sparsity, epochs=epochs, seed=seed, lr=lr, progress=not as_json,
                        **options)
     if out_path is not None:
-        atomic_write_text(out_path, json.dumps(doc, indent=2, default=str))
+        atomic_write_json(out_path, doc, indent=2, default=str)
     if as_json:
         emit_json(doc)
         return

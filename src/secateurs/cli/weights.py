@@ -1,9 +1,8 @@
 """Weight-pruning commands: ``prune``, ``methods`` and ``demo``."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.progress import track
@@ -11,7 +10,7 @@ from rich.table import Table
 
 from .. import registry
 from ..experiment import Experiment, load_model, run
-from ..io import save
+from ..io import atomic_dir, atomic_write_json, check_output, save
 from .common import emit_json, err, handle_errors, out
 
 DEMO_CRITERIA = ["magnitude", "random", "snip", "grasp", "synflow", "taylor"]
@@ -35,22 +34,23 @@ def prune_cmd(
     finetune_epochs: int = typer.Option(0, help="epochs of fine-tuning after pruning"),
     finetune_lr: float = typer.Option(0.01, help="fine-tuning learning rate"),
     seed: int = typer.Option(0),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="write model.safetensors and result.json here"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="folder to write model.safetensors and result.json "
+                                           "to, or a .safetensors file (the result beside it as <name>.json)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON document on stdout, nothing else"),
 ) -> None:
     """Prune a model (training or loading it dense first), optionally fine-tune, and compare before/after."""
     if sparsity is None and ":" not in pattern:
         sparsity = 0.9
+    outputs = _outputs(out_dir, overwrite)  # refused before anything is trained or pruned
     exp = Experiment(model, dataset, method, allocation, pattern, sparsity, min_keep, seed, finetune_epochs,
                      finetune_lr, list(ignore) or None, list(dense) or None, scope, solver)
     base = load_model(model, dataset, seed, progress=not as_json)
     outcome, pruned = run(exp, base, progress=not as_json)
     doc = outcome.to_dict()
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    if outputs is not None:
         meta = {"method": method, "allocation": allocation, "pattern": pattern, "sparsity": outcome.sparsity}
-        doc["saved"] = str(save(pruned, out_dir / "model.safetensors", meta))
-        (out_dir / "result.json").write_text(json.dumps(doc, indent=2))
+        _write(outputs, pruned, meta, doc, overwrite)
     if as_json:
         emit_json(doc)
         return
@@ -65,6 +65,33 @@ def prune_cmd(
     out.print(t)
     if out_dir is not None:
         err.print(f"saved to {doc['saved']}")
+
+
+def _outputs(out: Optional[Path], overwrite: bool) -> Optional[tuple[Path, Path, Optional[Path]]]:
+    """``(weights file, result file, folder or None)`` of ``--out``, each refused if it exists (OutputExistsError)
+    unless ``overwrite``: the overwrite policy of every command (:func:`secateurs.io.check_output`)."""
+    if out is None:
+        return None
+    if out.suffix == ".safetensors":
+        result = out.with_suffix(".json")
+        check_output(out, overwrite, directory=False)
+        check_output(result, overwrite, directory=False)
+        return out, result, None
+    check_output(out, overwrite, directory=True)
+    return out / "model.safetensors", out / "result.json", out
+
+
+def _write(outputs: tuple[Path, Path, Optional[Path]], model: Any, meta: dict, doc: dict, overwrite: bool) -> None:
+    """Save the pruned model and the result document, atomically (a folder is replaced as a whole)."""
+    weights, result, folder = outputs
+    doc["saved"] = str(weights)
+    if folder is None:
+        save(model, weights, meta)
+        atomic_write_json(result, doc, indent=2)
+        return
+    with atomic_dir(folder, overwrite) as tmp:
+        save(model, tmp / weights.name, meta)
+        atomic_write_json(tmp / result.name, doc, indent=2)
 
 
 @handle_errors

@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
 from ..errors import InvalidArgumentError, MissingDataError, NonFiniteError
-from ..io import atomic_write_text
+from ..io import atomic_write_json
 from ..registry import get
 
 HARDER = ("high", "low")
@@ -106,9 +106,9 @@ def load_scores(path: str | os.PathLike) -> tuple[Scores, np.ndarray | None]:
 
 
 def write_json_atomic(path: str | os.PathLike, doc: Any) -> Path:
-    """Write ``doc`` as JSON to ``path`` atomically (:func:`secateurs.io.atomic_write_text`): a reader never
+    """Write ``doc`` as JSON to ``path`` atomically (:func:`secateurs.io.atomic_write_json`): a reader never
     sees half a file and a crash leaves the old one in place."""
-    return atomic_write_text(path, json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    return atomic_write_json(path, doc, allow_nan=False)
 
 
 def check_scores(scores: Any, n: int | None = None, what: str = "scores") -> np.ndarray:

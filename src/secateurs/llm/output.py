@@ -7,7 +7,6 @@ directory is moved aside first and deleted only after the new one is in place.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 from importlib import metadata
@@ -16,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from ..io import atomic_dir, check_output_dir
+from ..io import atomic_dir, atomic_write_json, check_output_dir
 
 __all__ = ["save_pruned", "check_output_dir", "library_versions"]
 
@@ -54,5 +53,5 @@ def save_pruned(model: nn.Module, tokenizer: Any, out_dir: str | os.PathLike[str
             "perplexities": dict(perplexities or {}),
             "versions": library_versions(),
         }
-        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
+        atomic_write_json(tmp / INFO_FILE, info, indent=2, default=str)
     return out

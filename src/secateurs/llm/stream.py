@@ -24,13 +24,12 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from ..core.blocks import find_blocks
 from ..core.finite import all_finite
 from ..errors import CheckpointError, InvalidArgumentError, NonFiniteError, OutputExistsError
-from ..io import atomic_write_text, check_output_dir
+from ..io import atomic_write_json, check_output_dir, replace_dir, save_safetensors_atomic
 from .output import INFO_FILE, library_versions
 
 STATE_FILE = "secateurs-stream-state.json"
@@ -128,9 +127,7 @@ class BlockStream:
         if modifies and not self.done(i):
             state = {f"{self.prefix}{i}.{k}": v.detach().to(_dtype(self.shards, f"{self.prefix}{i}.{k}")).contiguous()
                      for k, v in block.state_dict().items()}
-            tmp = self.shard(i).with_suffix(".tmp")
-            save_file(state, str(tmp), metadata={"format": "pt"})
-            os.replace(tmp, self.shard(i))
+            save_safetensors_atomic(self.shard(i), state, metadata={"format": "pt"})
             self.n_done = i + 1
             _write_json(self.work / STATE_FILE, {"fingerprint": self.fingerprint, "done": self.n_done})
         if modifies:
@@ -149,7 +146,7 @@ def _dtype(shards: Shards, name: str) -> torch.dtype:
 
 
 def _write_json(path: Path, doc: dict) -> None:
-    atomic_write_text(path, json.dumps(doc, indent=1, default=str) + "\n")
+    atomic_write_json(path, doc, default=str)
 
 
 def _fingerprint(shards: Shards, rows: torch.Tensor | None, args: dict) -> dict:
@@ -257,7 +254,7 @@ def prune_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, c
     # the rest of the model, the index, config, tokenizer and other files of the source
     rest = {k: v.detach().to(_dtype(shards, k)).contiguous() for k, v in model.state_dict().items()
             if not k.startswith(prefix) and k in expected and not v.is_meta}
-    save_file(rest, str(work / "rest.safetensors"), metadata={"format": "pt"})
+    save_safetensors_atomic(work / "rest.safetensors", rest, metadata={"format": "pt"})
     weight_map = {k: "rest.safetensors" for k in rest}
     for i in range(len(block_list)):
         with safe_open(str(stream.shard(i)), "pt") as f:
@@ -268,7 +265,7 @@ def prune_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, c
     for f in src.iterdir():
         if f.is_file() and f.suffix not in (".safetensors", ".bin") and f.name not in (INDEX_FILE, "config.json",
                                                                                       INFO_FILE):
-            shutil.copy2(f, work / f.name)
+            shutil.copyfile(f, work / f.name)  # the output's own mode, not the source's
     nz = stream.nonzero + sum(int(torch.count_nonzero(v)) for v in rest.values())
     n = stream.numel + sum(v.numel() for v in rest.values())
     report.model_sparsity = 1 - nz / max(n, 1)
@@ -276,9 +273,7 @@ def prune_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, c
             "source": str(src.absolute()), "versions": library_versions()}
     _write_json(work / INFO_FILE, info)
     (work / STATE_FILE).unlink()
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(work, out)
+    replace_dir(work, out, overwrite)
     return report
 
 

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_model
 from torch import nn
 
 from ..errors import CheckpointError
-from ..io import atomic_dir, check_output_dir
+from ..io import atomic_dir, atomic_file, atomic_write_json, check_output_dir
 from .prune import widths_of
 
 STRUCTURE_FILE = "secateurs_structure.json"
@@ -35,11 +35,12 @@ def save(model: nn.Module, out_dir: str | os.PathLike[str], *, overwrite: bool =
         if hasattr(model, "save_pretrained"):
             model.save_pretrained(tmp, safe_serialization=True)
         else:
-            save_model(model, str(tmp / WEIGHTS_FILE))
+            with atomic_file(tmp / WEIGHTS_FILE) as f:
+                save_model(model, str(f))
         doc = {"format": FORMAT, "architecture": type(model).__name__, "widths": widths_of(model),
                "shapes": {k: list(v.shape) for k, v in model.state_dict().items()},
                "report": report.to_dict() if hasattr(report, "to_dict") else report}
-        (tmp / STRUCTURE_FILE).write_text(json.dumps(doc, indent=1, default=str) + "\n")
+        atomic_write_json(tmp / STRUCTURE_FILE, doc, default=str)
     return out
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, InvalidArgumentError, OutputExistsError
-from ..io import atomic_dir, atomic_write_text
+from ..io import atomic_dir, atomic_write_json, atomic_write_text
 from .cache import _default_cache_dir
 
 __all__ = [
@@ -334,7 +334,7 @@ def _save_tokenizer(tokenizer, folder: Path) -> None:
     cfg_path = folder / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(cfg_path, cfg, indent=2)
 
 
 def _encode(tokenizer, texts: list[str]):
@@ -450,7 +450,7 @@ def build_shakespeare_llama(
         model.save_pretrained(tmp, safe_serialization=True)
         _save_tokenizer(tokenizer, tmp)
         meta["build_seconds"] = round(time.perf_counter() - t0, 1)
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(tmp / META_FILE, meta, indent=2)
     _log(progress, f"wrote {out} in {meta['build_seconds']} s")
     return out
 
