@@ -32,7 +32,7 @@ def test_ssp_duplicates_sit_nearest_their_centroid():
     n = len(x)
     assert set(order[:20].tolist()) == set(range(n, n + 20))  # the 20 duplicates are the easiest
     assert set(order[-4:].tolist()) == set(range(n + 20, n + 24))  # the outliers the hardest
-    kept = select(s, rate=0.5, strategy="hard")
+    kept = select(s, sparsity=0.5, method="hard")
     assert not set(kept.tolist()) & set(range(n, n + 20))
     # cosine (the default) agrees on direction duplicates; same seed, same scores
     s2 = score("ssp", data, n_clusters=4, seed=0)
@@ -137,13 +137,13 @@ def test_dbp_scorer_and_selector_keep_the_least_prototypical_per_cluster():
         if len(chosen) and len(dropped):
             assert np.asarray(s)[chosen].min() >= np.asarray(s)[dropped].max()
     # through select(): the registered selector with the scorer's meta gives the same subset
-    via = select(s, rate=0.75, strategy="dbp", clusters=s.meta["clusters"], complexity=s.meta["complexity"])
+    via = select(s, sparsity=0.75, method="dbp", clusters=s.meta["clusters"], complexity=s.meta["complexity"])
     assert np.array_equal(np.sort(via), kept)
     # the clusters recorded in the scores' meta are found by select() itself
-    assert np.array_equal(np.sort(select(s, rate=0.75, strategy="dbp")), kept)
+    assert np.array_equal(np.sort(select(s, sparsity=0.75, method="dbp")), kept)
     plain = np.asarray(s, dtype=float)  # a plain array has no clusters: the selector says what it needs
     with pytest.raises(MissingDataError):
-        select(plain, rate=0.75, strategy="dbp")
+        select(plain, sparsity=0.75, method="dbp")
 
 
 def test_cluster_complexity_by_hand():

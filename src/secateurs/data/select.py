@@ -15,15 +15,15 @@ inside every class.  Ties in difficulty are broken at random (with ``seed``), ne
 """
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
 from typing import Any
 
 import numpy as np
 
+from .._compat import renamed
 from ..errors import InvalidArgumentError
-from ..registry import get, register
+from ..registry import check_options, get, register
 from ..schedules.base import check_fraction
 from .score import Scores, check_labels, check_scores
 
@@ -133,10 +133,11 @@ def _cover_classes(kept: np.ndarray, labels: np.ndarray, difficulty: np.ndarray,
     return np.array(sorted(kept_set), dtype=np.int64)
 
 
+@renamed(rate="sparsity", strategy="method")
 def select(
     scores: Any,
-    rate: float = 0.9,
-    strategy: str = "ccs",
+    sparsity: float = 0.9,
+    method: str = "ccs",
     labels: Any = None,
     seed: int = 0,
     *,
@@ -144,27 +145,23 @@ def select(
     keep_every_class: bool = True,
     **options: Any,
 ) -> np.ndarray:
-    """Indices (ascending, int64) of the examples to keep after pruning the fraction ``rate`` of them.
+    """Indices (ascending, int64) of the examples to keep after pruning the fraction ``sparsity`` of them.
 
     ``scores``: a :class:`~secateurs.data.Scores` (its ``harder`` says which end is difficult) or any 1-D array
-    (read as higher = harder); NaN/inf raise NonFiniteError.  ``rate`` in [0, 1).  ``strategy``: ``hard``,
+    (read as higher = harder); NaN/inf raise NonFiniteError.  ``sparsity`` in [0, 1).  ``method`` (the selector): ``hard``,
     ``easy``, ``random`` or ``ccs`` (options such as ``beta=``, ``strata=``, ``cutoff_scores=`` go to it).
     ``labels`` (aligned with the scores) enable ``class_balanced`` quotas and the class check: a selection that
     would keep no example of some class warns and, unless ``keep_every_class=False``, keeps one example of each
-    class (the count stays exact).  Same inputs and ``seed``, same indices.
+    class (the count stays exact).  Same inputs and ``seed``, same indices.  ``rate=`` and ``strategy=`` are
+    the deprecated names of ``sparsity=`` and ``method=``.
     """
-    fn = get("selector", strategy)
-    params = inspect.signature(fn).parameters
-    accepted = [p for p in params if p not in ("difficulty", "keep", "rng", "rate")]
-    unknown = [k for k in options if k not in accepted]
-    if unknown:
-        raise InvalidArgumentError(f"selector {strategy!r} does not take option(s) {', '.join(map(repr, unknown))}; "
-                                   f"it accepts: {', '.join(accepted) or 'none'}")
+    fn = get("selector", method)
+    options = check_options("selector", method, options)  # names, types, ranges
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise InvalidArgumentError(f"seed must be an integer, got {seed!r}")
     difficulty = _as_difficulty(scores, None, "scores")
     n = len(difficulty)
-    keep = keep_count(n, rate)
+    keep = keep_count(n, sparsity)
     lab = None if labels is None else check_labels(labels, n)
     if class_balanced and lab is None:
         raise InvalidArgumentError("class_balanced=True needs labels aligned with the scores")
@@ -183,13 +180,13 @@ def select(
                 continue
             sub = {k: (v[members] if k in getattr(fn, "per_example_options", ()) and v is not None else v)
                    for k, v in options.items()}
-            parts.append(members[fn(difficulty[members], quota, rng=rng, rate=rate, **sub)])
+            parts.append(members[fn(difficulty[members], quota, rng=rng, rate=sparsity, **sub)])
         kept = np.concatenate(parts)
     else:
-        kept = np.asarray(fn(difficulty, keep, rng=rng, rate=rate, **options), dtype=np.int64)
+        kept = np.asarray(fn(difficulty, keep, rng=rng, rate=sparsity, **options), dtype=np.int64)
     kept = np.unique(kept)
     if len(kept) != keep:  # a selector's contract; never expected
-        raise RuntimeError(f"selector {strategy!r} kept {len(kept)} distinct examples instead of {keep}")
+        raise RuntimeError(f"selector {method!r} kept {len(kept)} distinct examples instead of {keep}")
     if lab is not None:
         kept = _cover_classes(kept, lab, difficulty, getattr(fn, "prefers", "random"), rng, keep_every_class)
     return kept.astype(np.int64)

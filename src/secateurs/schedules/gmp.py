@@ -38,6 +38,7 @@ from torch import nn
 
 from ..core.masks import get_mask
 from ..core.prune import check_prune, prune
+from .._compat import renamed
 from ..errors import InvalidArgumentError, PatternError
 from ..patterns import NM, parse
 from ..registry import register
@@ -62,7 +63,7 @@ class GradualMagnitude(Schedule):
     """Gradual pruning on the cubic schedule of Zhu & Gupta 2017, eq. 1 (any criterion, allocation, pattern).
 
     Args:
-        final_sparsity: s_f, the fraction of target weights that are zero from ``end_step`` on, in [0, 1); for
+        sparsity: s_f (``final_sparsity`` is its deprecated name), the fraction of target weights that are zero from ``end_step`` on, in [0, 1); for
             an N:M pattern it must be 1 - N/M (or None, which means that).
         start_step: t0, the first update (0: applied at construction, before training).
         end_step: t0 + nΔt, the last update; must be > ``start_step``.
@@ -79,11 +80,13 @@ class GradualMagnitude(Schedule):
     afterwards holds the parameters that training will update.
     """
 
-    def __init__(self, model: nn.Module, final_sparsity: float | None, start_step: int, end_step: int,
+    @renamed(final_sparsity="sparsity")
+    def __init__(self, model: nn.Module, sparsity: float | None, start_step: int, end_step: int,
                  frequency: int, initial_sparsity: float = 0.0, method: str = "magnitude",
                  allocation: str | None = "global", pattern: str = "unstructured", *, targets=None, ignore=None,
                  data=None, loss_fn=None, seed: int = 0, optimizer: torch.optim.Optimizer | None = None,
                  **options: Any):
+        final_sparsity = sparsity  # s_f of Zhu & Gupta's eq. 1
         pat = parse(pattern)
         self.nm: tuple[int, int] | None = (pat.n, pat.m) if isinstance(pat, NM) else None
         if self.nm is not None:
@@ -221,7 +224,8 @@ class GradualMagnitude(Schedule):
         return cls(model, sparsity, start, end, frequency, data=data, optimizer=optimizer, seed=seed, **kw)
 
     @classmethod
-    def journey(cls, model: nn.Module, final_sparsity: float | None, total_steps: int, **kw: Any) \
+    @renamed(final_sparsity="sparsity")
+    def journey(cls, model: nn.Module, sparsity: float | None, total_steps: int, **kw: Any) \
             -> "GradualMagnitude":
         """The sparse pre-training schedule of Jin et al. 2025, "The Journey Matters: Average Parameter Count
         over Pre-training Unifies Sparse and Dense Scaling Laws": the cubic ramp of Zhu & Gupta from 25% to 75%
@@ -235,7 +239,7 @@ class GradualMagnitude(Schedule):
         start = total // 4
         end = max(start + 1, (3 * total) // 4)
         frequency = kw.pop("frequency", max(1, total // 100))
-        return cls(model, final_sparsity, start, end, frequency, **kw)
+        return cls(model, sparsity, start, end, frequency, **kw)
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..core.masks import get_mask
 from ..core.prune import check_prune, prune
+from .._compat import renamed
 from ..errors import InvalidArgumentError
 from ..registry import register
 from .base import check_fraction, check_step, reset_optimizer_state
@@ -54,12 +55,14 @@ class GraNet(DropAndGrow):
     (s_f − s_i)/n³; here the last pruning step is ``end_step``.
     """
 
-    def __init__(self, model: nn.Module, final_sparsity: float, *, end_step: int, total_steps: int,
+    @renamed(final_sparsity="sparsity")
+    def __init__(self, model: nn.Module, sparsity: float, *, end_step: int, total_steps: int,
                  initial_sparsity: float = 0.5, start_step: int = 0, frequency: int = 100, death_rate: float = 0.5,
                  death_rate_min: float = 0.005, allocation: str = "global", init_allocation: str = "erk",
                  init_method: str = "random", dense=None, data=None, targets=None, ignore=None, seed: int = 0,
                  optimizer: torch.optim.Optimizer | None = None):
-        self.final_sparsity = check_fraction("final_sparsity", final_sparsity)
+        final_sparsity = sparsity  # s_f
+        self.final_sparsity = check_fraction("sparsity", final_sparsity)
         self.initial_sparsity = check_fraction("initial_sparsity", initial_sparsity)
         if self.final_sparsity < self.initial_sparsity:
             raise InvalidArgumentError(f"final_sparsity ({final_sparsity}) is below initial_sparsity "
