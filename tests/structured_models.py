@@ -92,3 +92,61 @@ def randomize_bn(model, seed=0):
                 m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
     return model.eval()
+
+
+class SplitAttention(nn.Module):
+    """A user's own multi-head attention: q/k/v ``nn.Linear`` projections, heads split with ``view(B, T, h, D//h)``,
+    ``q @ k^T``, softmax, ``@ v``, heads merged back, an output projection (``fused``: one ``Linear(D, 3D)`` then
+    ``reshape(B, T, 3, h, D//h)``).  ``stored``: head count and head size are ints on the module (so pruned heads
+    can be written back); otherwise ``D`` comes from the input's width, and the heads cannot change."""
+
+    def __init__(self, dim, num_heads, fused=False, stored=True):
+        super().__init__()
+        self.num_heads, self.head_dim, self.fused, self.stored = num_heads, dim // num_heads, fused, stored
+        if fused:
+            self.qkv = nn.Linear(dim, 3 * dim)
+        else:
+            self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, T, D = x.shape
+        h, hd = (self.num_heads, self.head_dim) if self.stored else (self.num_heads, D // self.num_heads)
+        if self.fused:
+            q, k, v = self.qkv(x).reshape(B, T, 3, h, hd).permute(2, 0, 3, 1, 4)
+        else:
+            q = self.q(x).view(B, T, h, hd).transpose(1, 2)
+            k = self.k(x).view(B, T, h, hd).transpose(1, 2)
+            v = self.v(x).view(B, T, h, hd).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * hd ** -0.5
+        out = (att.softmax(dim=-1) @ v).transpose(1, 2)
+        return self.proj(out.reshape(B, T, h * hd if self.stored else D))
+
+
+class CustomViT(nn.Module):
+    """A ViT written by hand: patch embedding, class token, positions, pre-norm blocks of :class:`SplitAttention`
+    and a GELU MLP, LayerNorm, head.  8x8 one-channel images in 2x2 patches: 16 + 1 tokens of width ``dim``."""
+
+    def __init__(self, dim=32, heads=4, depth=2, classes=10, fused=False, stored=True):
+        super().__init__()
+        self.patch = nn.Linear(4, dim)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.pos = nn.Parameter(torch.randn(1, 17, dim) * 0.02)
+        self.blocks = nn.ModuleList()
+        for _ in range(depth):
+            blk = nn.Module()
+            blk.norm1, blk.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+            blk.attn = SplitAttention(dim, heads, fused, stored)
+            blk.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+            self.blocks.append(blk)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, img):
+        B = img.shape[0]
+        x = img.reshape(B, 1, 4, 2, 4, 2).permute(0, 2, 4, 1, 3, 5).reshape(B, 16, 4)
+        x = torch.cat([self.cls.expand(B, -1, -1), self.patch(x)], 1) + self.pos
+        for blk in self.blocks:
+            x = x + blk.attn(blk.norm1(x))
+            x = x + blk.mlp(blk.norm2(x))
+        return self.head(self.norm(x[:, 0]))

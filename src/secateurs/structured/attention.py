@@ -150,3 +150,50 @@ def find_adapters(model: nn.Module) -> dict[int, HeadAdapter]:
         if spec is not None:
             out[id(m)] = HeadAdapter(name, m, spec)
     return out
+
+
+# ------------------------------------------------------------------------------ heads split in a user's own forward
+def _is_head_count(attr: str) -> bool:
+    """``num_heads``, ``heads``, ``n_head``, ``num_attention_heads``... (not ``head_dim`` / ``head_size``)."""
+    a = attr.lower()
+    return "head" in a and not any(w in a for w in ("dim", "size", "width", "scale"))
+
+
+def _is_heads_width(attr: str) -> bool:
+    """``all_head_size``, ``inner_dim``: the width of all heads together, stored on the module."""
+    a = attr.lower()
+    return "all_head" in a or "inner" in a
+
+
+def split_modules(model: nn.Module, splits: list[Any]) -> list[nn.Module]:
+    """The modules whose forward splits heads (:class:`~secateurs.structured.trace.HeadSplit`)."""
+    mods = dict(model.named_modules())
+    return list({id(mods[s.module]): mods[s.module] for s in splits if s.module in mods}.values())
+
+
+def heads_after(split: Any, removals: dict[Space, torch.Tensor]) -> int:
+    """How many heads a split has once ``removals`` (space -> units dropped) are cut."""
+    from .graph import expand
+
+    return sum((s.size - len(removals.get(s, ()))) * inner for s, inner in expand(split.label))
+
+
+def set_split_heads(model: nn.Module, splits: list[Any], removals: dict[Space, torch.Tensor],
+                    hinted: set[str] = frozenset()) -> None:
+    """Write the new head count into the module that splits heads in its own forward: every int attribute named
+    like a head count (``num_heads``, ``heads``, ``n_head``...) that held the old count, and one named like the
+    heads' total width (``all_head_size``, ``inner_dim``) that held heads x head size.  For a module given a
+    ``num_heads=`` hint (``hinted``) any int attribute equal to the old count is a head count."""
+    mods = dict(model.named_modules())
+    for sp in splits:
+        m = mods.get(sp.module)
+        new = heads_after(sp, removals)
+        if m is None or new == sp.heads:
+            continue
+        for attr, v in list(vars(m).items()):
+            if attr.startswith("_") or isinstance(v, bool) or not isinstance(v, int):
+                continue
+            if v == sp.heads and (_is_head_count(attr) or sp.module in hinted):
+                setattr(m, attr, new)
+            elif v == sp.heads * sp.head_size and _is_heads_width(attr):
+                setattr(m, attr, new * sp.head_size)

@@ -25,13 +25,13 @@ from ..core.modes import eval_mode
 from ..errors import (InvalidArgumentError, MissingDataError, ModelStructureError, NonFiniteError, PruningError,
                       UnreachableTargetError)
 from .. import registry
-from .attention import find_adapters
+from .attention import find_adapters, heads_after, set_split_heads, split_modules
 from .count import count_macs, count_params
 from .graph import Space, fix, leaves
 from .importance import Group, ImportanceContext, build as build_importance
 from .hf import sync_config
 from .surgery import Undo, apply
-from .trace import call, trace
+from .trace import Watch, call, trace
 
 ALLOCATIONS = ("uniform", "global")
 WIDTH_ATTRS = ("in_features", "out_features", "in_channels", "out_channels", "groups", "num_features",
@@ -105,7 +105,7 @@ def _member_names(space: Space, names: dict[int, str]) -> list[str]:
 
 class _Pruner:
     def __init__(self, model, example_inputs, importance, allocation, round_to, ignore, data, loss_fn, seed,
-                 max_ratio, reduction, options):
+                 max_ratio, reduction, options, num_heads=None):
         if not isinstance(model, nn.Module):
             raise InvalidArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if any(parametrize.is_parametrized(m) for m in model.modules()):
@@ -126,6 +126,8 @@ class _Pruner:
                                    f"(inputs, targets) batches>")
         self.feed = None if data is None else data if isinstance(data, Feed) else Feed.pairs(data, loss_fn)
         self.ignore = self._ignore_matcher(ignore)
+        self.head_hints = self._head_hints(num_heads)
+        self.relaxed: list[str] = []  # modules whose widths were kept after the pruned model broke in them
 
     def _ignore_matcher(self, ignore: Any) -> Callable[[str], bool]:
         if ignore is None:
@@ -140,12 +142,35 @@ class _Pruner:
                                            f"{names[:6]}")
         return lambda name: any(fnmatch.fnmatchcase(name, p) for p in pats)
 
+    def _head_hints(self, num_heads: Any) -> dict[str, int]:
+        """``num_heads=``: an int (every module) or module-name glob -> int, resolved to module name -> heads."""
+        if num_heads is None:
+            return {}
+        names = [n for n, _ in self.model.named_modules()]
+
+        def count(v: Any) -> int:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InvalidArgumentError(f"num_heads must be a positive int or a dict of module-name glob -> "
+                                           f"positive int, got {num_heads!r}")
+            return v
+        if not isinstance(num_heads, dict):
+            h = count(num_heads)
+            return {n: h for n in names}
+        out: dict[str, int] = {}
+        for pat, v in num_heads.items():
+            hits = [n for n in names if isinstance(pat, str) and fnmatch.fnmatchcase(n, pat)]
+            if not hits:
+                raise InvalidArgumentError(f"num_heads pattern {pat!r} matches no module; module names look like "
+                                           f"{[n for n in names if n][:6]}")
+            out.update(dict.fromkeys(hits, count(v)))
+        return out
+
     # ------------------------------------------------------------------------------------------------ analysis
     def analyse(self) -> None:
         with eval_mode(self.model):
             self.adapters = find_adapters(self.model)
             try:
-                self.tr = trace(self.model, self.inputs, self.adapters)
+                self.tr = trace(self.model, self.inputs, self.adapters, self.head_hints)
                 self.out_before = self.tr.output
             except PruningError:
                 raise
@@ -225,10 +250,12 @@ class _Pruner:
     # ------------------------------------------------------------------------------------------------ surgery
     def cut(self, removals: dict[Space, torch.Tensor]) -> Undo:
         """Surgery, with attention and config bookkeeping; returns the undo of everything it changed."""
-        extra = Undo([a.module for a in self.adapters.values()])
+        extra = Undo([a.module for a in self.adapters.values()] + split_modules(self.model, self.tr.head_splits))
         undo, _ = apply(self.model, removals)
         for a in self.adapters.values():
             a.finish()
+        set_split_heads(self.model, self.tr.head_splits, removals, set(self.head_hints))
+        self.removals = removals
         undo_cfg, self.config_expressible = sync_config(self.model)
 
         def both() -> None:
@@ -238,18 +265,65 @@ class _Pruner:
         return both
 
     def verify(self, undo: Callable[[], None]) -> None:
+        """Run the pruned model: it must give outputs of the same shapes, and every head split of a user's own
+        attention must give the new head count at the old head size (else a forward that computes ``D // h``
+        from a width that changed would run with wrong heads).  On failure: undo, then raise :class:`_Broken`
+        naming the module that broke."""
+        splits = self.tr.head_splits
+        watch = Watch(self.model, {(sp.module, sp.call) for sp in splits})
         try:
             with eval_mode(self.model), torch.no_grad():
-                out = call(self.model, self.inputs)
+                out = watch.run(self.inputs)
             before = [t.shape for t in _flat(self.out_before)]
             after = [t.shape for t in _flat(out)]
             if before != after:
                 raise ModelStructureError(f"output shapes changed from {before} to {after}")
+            for sp in splits:
+                shape, want = watch.shapes.get((sp.module, sp.call)), heads_after(sp, self.removals)
+                if shape is not None and (len(shape) <= sp.dim or shape[sp.dim] != want
+                                          or math.prod(shape[sp.dim + 1:]) != sp.head_size):
+                    watch.failed = sp.module
+                    raise ModelStructureError(
+                        f"{sp.module} splits its channels as {list(shape)} where {want} heads of {sp.head_size} "
+                        f"were expected: its forward computes the heads from a width that changed")
         except Exception as e:
             undo()
-            raise ModelStructureError(
-                f"the pruned model no longer runs ({type(e).__name__}: {e}); the model was restored. A module "
-                f"that hard-codes a width in its forward needs ignore= for that layer") from e
+            raise _Broken(watch.failed,
+                          f"the pruned model no longer runs ({type(e).__name__}: {e}); the model was restored. A "
+                          f"module that hard-codes a width in its forward needs ignore= for that layer") from e
+
+    def relax(self, module: str | None) -> bool:
+        """After the pruned model broke in ``module``: keep the widths that module's forward reads (its inputs,
+        its outputs, the heads it splits), going up to its parents until something new is kept, and prune the
+        rest; if it breaks there again, every width of its parameters too.  False when nothing more can be kept
+        (the error is then the user's to see)."""
+        mods = dict(self.model.named_modules())
+        while module:
+            why = f"kept: the pruned model broke in {module} when these widths changed"
+            if module in self.relaxed:  # broke again: every width of its own parameters too
+                params = {id(p) for p in mods[module].parameters()} if module in mods else set()
+                labels = [lab for (pid, _), lab in self.tr.bound.items() if pid in params]
+            else:
+                labels = self.tr.inputs.get(module, []) + self.tr.outputs.get(module, []) + [
+                    sp.label for sp in self.tr.head_splits if sp.module == module or sp.module.startswith(module + ".")]
+            for lab in labels:
+                fix(lab, why)
+            kept = [(g, s) for g, s in self.scored if not g.space.fixed]
+            if len(kept) < len(self.scored):
+                self.fixed[why] = self.fixed.get(why, 0) + len(self.scored) - len(kept)
+                self.scored = kept
+                self.relaxed.append(module)
+                return True
+            module = module.rpartition(".")[0]
+        return False
+
+
+class _Broken(ModelStructureError):
+    """The pruned model failed its check; ``module``: the innermost module running when it did (None: unknown)."""
+
+    def __init__(self, module: str | None, message: str):
+        super().__init__(message)
+        self.module = module
 
 
 def _group_dict(g: Group, removed: torch.Tensor | None, names: dict[int, str]) -> dict[str, Any]:
@@ -266,10 +340,31 @@ def _flat(x: Any) -> list[torch.Tensor]:
     return _tensors(x if not hasattr(x, "to_tuple") else x.to_tuple())
 
 
+def _search(pr: _Pruner, what: str, goal: float, dense: int) -> float:
+    """The ratio whose cut leaves ``what`` (macs/params) at most ``goal`` of ``dense``: bisection."""
+    model, inputs = pr.model, pr.inputs
+
+    def measure(r: float) -> float:
+        undo = pr.cut(pr.plan(r, clamp=True))
+        try:
+            return (count_macs(model, inputs) if what == "macs" else count_params(model)) / dense
+        finally:
+            undo()
+    lo, hi = 0.0, 0.999
+    if measure(hi) > goal:
+        raise UnreachableTargetError(f"even keeping one unit per group leaves {what} above {goal:.0%} of the "
+                                     f"dense model (the layers that cannot be pruned dominate); raise the target")
+    for _ in range(14):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if measure(mid) <= goal else (mid, hi)
+    return hi
+
+
 def prune(model: nn.Module, example_inputs: Any, ratio: float = 0.5, importance: str = "l2",
           allocation: str = "uniform", round_to: int | None = None, ignore: Any = None, data: Any = None, *,
           loss_fn: Callable | None = None, target_macs: float | None = None, target_params: float | None = None,
-          max_ratio: float = 0.9, reduction: str = "sum", seed: int = 0, **options: Any) -> StructuredReport:
+          max_ratio: float = 0.9, reduction: str = "sum", seed: int = 0, num_heads: int | dict[str, int] | None = None,
+          **options: Any) -> StructuredReport:
     """Remove ``ratio`` of the channels/neurons/heads of every dependency group of ``model``, in place.
 
     ``example_inputs``: a tensor, a tuple of positional inputs or a dict of keyword inputs the model runs on.
@@ -290,39 +385,31 @@ def prune(model: nn.Module, example_inputs: Any, ratio: float = 0.5, importance:
         raise InvalidArgumentError("give target_macs or target_params, not both")
     ratio = _check_ratio(ratio) if tm is None and tp is None else 0.0
     pr = _Pruner(model, example_inputs, importance, allocation, round_to, ignore, data, loss_fn, seed, max_ratio,
-                 reduction, options)
+                 reduction, options, num_heads)
     params_before, widths_before = count_params(model), widths_of(model)
     pr.analyse()
     macs_before = count_macs(model, example_inputs)
     pr.score()
     target = None
-    if tm is not None or tp is not None:
-        what, goal = ("macs", tm) if tm is not None else ("params", tp)
-        target = {what: goal}
-        dense = macs_before if what == "macs" else params_before
-
-        def measure(r: float) -> float:
-            undo = pr.cut(pr.plan(r, clamp=True))
-            try:
-                return (count_macs(model, example_inputs) if what == "macs" else count_params(model)) / dense
-            finally:
-                undo()
-        lo, hi = 0.0, 0.999
-        if measure(hi) > goal:
-            raise UnreachableTargetError(f"even keeping one unit per group leaves {what} above {goal:.0%} of the "
-                                         f"dense model (the layers that cannot be pruned dominate); raise the target")
-        for _ in range(14):
-            mid = (lo + hi) / 2
-            lo, hi = (lo, mid) if measure(mid) <= goal else (mid, hi)
-        ratio = hi
-    removals = pr.plan(ratio, clamp=target is not None)
-    undo = pr.cut(removals)
-    pr.verify(undo)
+    while True:  # until the pruned model passes its check (each failure keeps the widths of where it broke)
+        if tm is not None or tp is not None:
+            what, goal = ("macs", tm) if tm is not None else ("params", tp)
+            target = {what: goal}
+            ratio = _search(pr, what, goal, macs_before if what == "macs" else params_before)
+        removals = pr.plan(ratio, clamp=target is not None)
+        undo = pr.cut(removals)
+        try:
+            pr.verify(undo)
+            break
+        except _Broken as e:
+            if not pr.relax(e.module):
+                raise
     rep = StructuredReport(
         importance=importance, allocation=allocation, ratio=ratio, params_before=params_before,
         params_after=count_params(model), macs_before=macs_before, macs_after=count_macs(model, example_inputs),
         groups=[_group_dict(g, removals.get(g.space), pr.tr.names) for g, _ in pr.scored],
-        skipped=pr.skipped, fixed=pr.fixed, warnings=list(dict.fromkeys(pr.tr.warnings)),
+        skipped=pr.skipped, fixed=pr.fixed, warnings=list(dict.fromkeys(pr.tr.warnings + [
+            f"the pruned model broke in {m}; the widths it reads were kept" for m in pr.relaxed])),
         options={**pr.imp.options(), "round_to": round_to, "max_ratio": max_ratio, "seed": seed}, target=target,
         config_expressible=pr.config_expressible)
     after = widths_of(model)

@@ -17,15 +17,31 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .graph import Label, Member, Space, _split, expand, fix, length, unify
+from .graph import Label, Member, Space, _coarsen, _split, expand, fix, length, unify
 
 Handler = Callable[["Tracer", str, tuple, dict, Any], None]
+
+
+@dataclass
+class HeadSplit:
+    """A channel dimension viewed as ``(..., heads, head_size)`` in module ``module`` (a user's own attention:
+    ``q.view(B, T, h, D // h)``): ``label`` is the head dimension's, one unit per head."""
+
+    module: str
+    label: Label
+    heads: int
+    head_size: int
+    call: int = 0  # which reshape of the module's forward (0 = its first), to find it again when checking
+    dim: int = 0  # the head dimension's index in the view's shape
+
+
 _OPS: dict[str, Handler] = {}
 
 
@@ -50,7 +66,7 @@ def _tensors(x: Any) -> list[torch.Tensor]:
 class Tracer(TorchFunctionMode):
     """Labels every tensor dimension with channel spaces while the model runs (see :mod:`.graph`)."""
 
-    def __init__(self, model: nn.Module, adapters: dict[int, Any]):
+    def __init__(self, model: nn.Module, adapters: dict[int, Any], head_hints: dict[str, int] | None = None):
         super().__init__()
         self.model = model
         self.labels: dict[int, list[Label]] = {}
@@ -66,7 +82,11 @@ class Tracer(TorchFunctionMode):
         self.stack: list[str] = []
         self.depth = 0  # > 0 inside an adapter-handled module
         self.outputs: dict[str, list[Label]] = {}  # module name -> labels of its outputs' dimensions
+        self.inputs: dict[str, list[Label]] = {}  # module name -> labels of its inputs' dimensions
         self.adapters = adapters
+        self.head_hints: dict[str, int] = dict(head_hints or {})  # module name -> head count (num_heads=)
+        self.head_splits: list[HeadSplit] = []  # every view(..., h, d) of a channel dimension into heads
+        self.reshapes: dict[str, int] = {}  # module name -> reshapes its forward ran so far
 
     # ------------------------------------------------------------------------------------------- labels
     def new_space(self, size: int, kind: str = "channels", fixed: str = "") -> Space:
@@ -150,9 +170,16 @@ class Tracer(TorchFunctionMode):
         name = getattr(func, "__name__", "")
         if name == "__get__":
             return out
+        if name in RESHAPES and isinstance(out, torch.Tensor):
+            module = self.stack[-1] if self.stack else ""
+            self.reshapes[module] = self.reshapes.get(module, 0) + 1
         ins = [t for t in _tensors(args) + _tensors(kwargs) if t.is_floating_point()]  # ids never carry channels
         if not any(id(t) in self.labels or id(t) in self.names for t in ins):
             return out  # nothing labelled flows through: nothing to couple
+        if name == "__iter__" and isinstance(args[0], torch.Tensor):  # `q, k, v = t`: the rows of t, as unbind(0)
+            rows = list(out)
+            _split_op(self, "unbind", (args[0], 0), {}, rows)
+            return iter(rows)
         handler = _OPS.get(name.rstrip("_") if not name.startswith("__") else name)
         if handler is None and name.startswith("__i") and name.endswith("__"):
             handler = _OPS.get("__" + name[3:])
@@ -165,7 +192,11 @@ class Tracer(TorchFunctionMode):
         return out
 
     # module bookkeeping: names for warnings, adapters as leaves
-    def _pre(self, name: str, module: nn.Module) -> None:
+    def _pre(self, name: str, module: nn.Module, args: tuple = (), kwargs: dict | None = None) -> None:
+        if not self.depth:
+            with torch._C.DisableTorchFunction():
+                self.inputs.setdefault(name, []).extend(
+                    lab for t in _tensors((args, kwargs or {})) for lab in self.get(t) if lab)
         self.stack.append(name)
         if id(module) in self.adapters:
             self.depth += 1
@@ -184,7 +215,8 @@ class Tracer(TorchFunctionMode):
     def run(self, inputs: Any) -> Any:
         handles = []
         for name, m in self.model.named_modules():
-            handles.append(m.register_forward_pre_hook(lambda mod, a, n=name: self._pre(n, mod)))
+            handles.append(m.register_forward_pre_hook(lambda mod, a, kw, n=name: self._pre(n, mod, a, kw),
+                                                       with_kwargs=True))
             handles.append(m.register_forward_hook(
                 lambda mod, a, kw, o, n=name: self._post(n, mod, a, kw, o), with_kwargs=True))
         try:
@@ -206,6 +238,48 @@ def call(model: nn.Module, inputs: Any) -> Any:
     if isinstance(inputs, (tuple, list)):
         return model(*inputs)
     return model(inputs)
+
+
+class Watch(TorchFunctionMode):
+    """Runs a (pruned) model and sees where it breaks: the innermost module running when it raised (``failed``),
+    and the shapes of chosen reshapes (``wanted``: (module, call index) as :class:`HeadSplit` records them), so
+    a head split can be checked to still give the heads and head size it should."""
+
+    def __init__(self, model: nn.Module, wanted: set[tuple[str, int]]):
+        super().__init__()
+        self.model, self.wanted = model, wanted
+        self.stack: list[str] = []
+        self.counts: dict[str, int] = {}
+        self.shapes: dict[tuple[str, int], tuple[int, ...]] = {}
+        self.failed: str | None = None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if getattr(func, "__name__", "") in RESHAPES and isinstance(out, torch.Tensor):
+            module = self.stack[-1] if self.stack else ""
+            k = self.counts.get(module, 0)
+            self.counts[module] = k + 1
+            if (module, k) in self.wanted:
+                self.shapes[(module, k)] = tuple(out.shape)
+        return out
+
+    def _pop(self, module: nn.Module, args: tuple, output: Any) -> None:
+        self.stack.pop()
+
+    def run(self, inputs: Any) -> Any:
+        handles = []
+        for name, m in self.model.named_modules():
+            handles.append(m.register_forward_pre_hook(lambda mod, a, n=name: self.stack.append(n)))
+            handles.append(m.register_forward_hook(self._pop))
+        try:
+            with self, torch.no_grad():
+                return call(self.model, inputs)
+        except Exception:
+            self.failed = self.stack[-1] if self.stack else ""
+            raise
+        finally:
+            for h in handles:
+                h.remove()
 
 
 # ------------------------------------------------------------------------------------------------ handlers
@@ -511,6 +585,46 @@ def _setitem(tr: Tracer, name: str, args: tuple, kwargs: dict, out: Any) -> None
     tr.block(_tensors(args), f"an indexed assignment in {tr.where()}")
 
 
+def _head_split(tr: Tracer, lab: Label, dims: list[int]) -> tuple[int, Label] | None:
+    """A channel dimension split into several (``dims``, the sizes > 1 of the view): the multi-head split of a
+    hand-written attention, ``x.view(B, T, h, D // h)`` or, fused, ``qkv.view(B, T, 3, h, D // h)``.  The head
+    dimension is the one before the last (or, with a ``num_heads=`` hint for the module, the last one of that
+    size); its label has one unit per head: the channel spaces are coarsened to ``head_size`` elements per unit
+    (every later use of them then removes whole heads), and the ``P`` chunks before it (q, k, v of a fused
+    projection) are unified, so head j goes from all of them together.  Returns (index into ``dims``, label), or
+    None when the channels do not tile into heads."""
+    module = tr.stack[-1] if tr.stack else ""
+    hint = tr.head_hints.get(module)
+    cands = [i for i in range(len(dims) - 1) if (dims[i] == hint if hint is not None else i == len(dims) - 2)]
+    if not cands:
+        return None
+    qi = cands[-1]
+    chunks, heads, size = math.prod(dims[:qi]), dims[qi], math.prod(dims[qi + 1:])
+    per = heads * size
+    labels: list[Label] = []
+    for a in range(chunks):
+        part = _slice(tr, lab, a * per, (a + 1) * per)
+        if part is None:
+            return None
+        pieces: list[tuple[Space, int]] = []
+        for piece in part:
+            for s, inner in expand((piece,)):
+                if inner % size == 0:
+                    pieces.append((s, inner // size))
+                elif size % inner == 0 and s.size % (size // inner) == 0:
+                    pieces.append((_coarsen(s, size // inner), 1))
+                else:
+                    return None
+        labels.append(tuple(pieces))
+    joined = labels[0]
+    for other in labels[1:]:
+        joined = unify(joined, other, heads, f"the heads of {tr.where()}")
+    for s, _ in expand(joined):
+        s.kind = "heads"
+    tr.head_splits.append(HeadSplit(module, joined, heads, size, tr.reshapes.get(module, 1) - 1))
+    return qi, joined
+
+
 def _reshape_labels(tr: Tracer, src: list[int], lab: list[Label], dst: list[int]) -> list[Label]:
     """Labels of a tensor of shape ``dst`` viewed from one of shape ``src``: dims are matched in groups of equal
     products; a channel dimension survives a merge with trailing unlabelled dims (flatten of C×H×W) and the
@@ -549,6 +663,12 @@ def _reshape_labels(tr: Tracer, src: list[int], lab: list[Label], dst: list[int]
                     if all(inner >= 1 for _, inner in pieces) and math.prod(dst[k] for k in gj if k < q) == 1:
                         out[q] = pieces
                         continue
+            if before == 1 and after == 1 and len(big_out) >= 2:
+                heads = _head_split(tr, lab[p], [dst[k] for k in big_out])
+                if heads is not None:
+                    out[big_out[heads[0]]] = heads[1]
+                    tr.head_splits[-1].dim = big_out[heads[0]]
+                    continue
         for k in labelled:
             fix(lab[k], f"a reshape in {tr.where()} that mixes a channel dimension with others")
         tr.warnings.append(f"a reshape in {tr.where()} mixes a channel dimension with others; its channels "
@@ -556,7 +676,10 @@ def _reshape_labels(tr: Tracer, src: list[int], lab: list[Label], dst: list[int]
     return out
 
 
-@op("view", "reshape", "flatten", "unflatten", "view_as", "reshape_as")
+RESHAPES = ("view", "reshape", "flatten", "unflatten", "view_as", "reshape_as")
+
+
+@op(*RESHAPES)
 def _reshape(tr: Tracer, name: str, args: tuple, kwargs: dict, out: Any) -> None:
     if not isinstance(out, torch.Tensor):
         return
@@ -712,9 +835,11 @@ def _no_coupling(tr: Tracer, name: str, args: tuple, kwargs: dict, out: Any) -> 
         tr.set(out, tr.get(args[0]))
 
 
-def trace(model: nn.Module, inputs: Any, adapters: dict[int, Any]) -> Tracer:
-    """Run ``model`` once on ``inputs`` under the tracer; returns it with every space found."""
-    tr = Tracer(model, adapters)
+def trace(model: nn.Module, inputs: Any, adapters: dict[int, Any], head_hints: dict[str, int] | None = None
+          ) -> Tracer:
+    """Run ``model`` once on ``inputs`` under the tracer; returns it with every space found.  ``head_hints``:
+    module name -> its head count, for :func:`_head_split` (the ``num_heads=`` argument of ``prune``)."""
+    tr = Tracer(model, adapters, head_hints)
     tr.output = tr.run(inputs)  # the model's own outputs: callers compare the pruned model's with them
     for w in dict.fromkeys(tr.warnings):
         warnings.warn(f"secateurs.structured: {w}", stacklevel=3)
