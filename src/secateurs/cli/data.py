@@ -6,7 +6,6 @@ accuracy.  Every file is written atomically; ``--json`` prints one JSON document
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,7 +13,7 @@ import typer
 from rich.table import Table
 
 from ..errors import InvalidArgumentError
-from .common import emit_json, err, handle_errors, out
+from .common import emit_json, err, handle_errors, methods_table, out, parse_options
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Score training examples, select a coreset at a pruning rate, train on it.")
@@ -24,20 +23,6 @@ def _check_out(path: Path, overwrite: bool) -> None:
     from ..io import check_output
 
     check_output(path, overwrite, directory=False)
-
-
-def _parse_options(items: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; values are read as JSON when they parse (numbers, lists, true/false), else strings."""
-    opts: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InvalidArgumentError(f"--option expects KEY=VALUE, got {item!r}")
-        try:
-            opts[key.strip().replace("-", "_")] = json.loads(value)
-        except ValueError:
-            opts[key.strip().replace("-", "_")] = value
-    return opts
 
 
 @app.command("score")
@@ -56,16 +41,14 @@ def score_cmd(
     as_json: bool = typer.Option(False, "--json", help="print a JSON document on stdout, nothing else"),
 ) -> None:
     """Score every training example of a data set (one difficulty score each, aligned with its order)."""
-    import inspect
-
     import numpy as np
 
     from .. import data as D
-    from ..registry import get
+    from ..registry import accepted_options, get
 
     _check_out(out_path, overwrite)
-    params = inspect.signature(get("scorer", method)).parameters
-    opts = _parse_options(option)
+    params = accepted_options(get("scorer", method), "scorer")
+    opts = parse_options(option)
     # the common flags go to the scorers that take them (random takes only a seed)
     given = {"model": model, "seeds": seeds, "seed": seed, "epochs": epochs, "progress": not as_json}
     for key, value in given.items():
@@ -91,7 +74,8 @@ def score_cmd(
 @handle_errors
 def select_cmd(
     scores_path: Path = typer.Option(..., "--scores", help="scores file written by `secateurs data score`"),
-    rate: float = typer.Option(0.9, help="fraction of the examples pruned, in [0, 1)"),
+    rate: float = typer.Option(0.9, "--sparsity", "--rate", help="fraction of the examples pruned, in [0, 1) "
+                                                                 "(--rate: its older name)"),
     strategy: str = typer.Option("ccs", help="hard | easy | random | ccs"),
     seed: int = typer.Option(0),
     class_balanced: bool = typer.Option(False, help="per-class quotas proportional to class sizes"),
@@ -123,7 +107,7 @@ def select_cmd(
         opts["cutoff_scores"] = cut
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        kept = D.select(scores, rate, strategy, labels=labels, seed=seed, class_balanced=class_balanced,
+        kept = D.select(scores, sparsity=rate, method=strategy, labels=labels, seed=seed, class_balanced=class_balanced,
                         keep_every_class=not allow_empty_classes, **opts)
     notes = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     for note in notes:
@@ -197,16 +181,4 @@ def train_cmd(
 @handle_errors
 def methods_cmd(as_json: bool = typer.Option(False, "--json", help="print a JSON document on stdout")) -> None:
     """List the registered scorers and selectors."""
-    from .. import registry
-
-    docs = {"scorers": registry.describe("scorer"), "selectors": registry.describe("selector")}
-    if as_json:
-        emit_json({k: sorted(v) for k, v in docs.items()})
-        return
-    for kind, d in docs.items():
-        t = Table(title=kind)
-        t.add_column("name")
-        t.add_column("what it does")
-        for name, line in d.items():
-            t.add_row(name, line)
-        out.print(t)
+    methods_table({"scorers": "scorer", "selectors": "selector"}, as_json)
