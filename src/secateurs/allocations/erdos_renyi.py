@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Annotated
 
 from ..core.select import Threshold
-from ..errors import InvalidArgumentError
-from ..registry import register
+from ..registry import option, register
 from .base import Allocation, LayerInfo, split_exactly
 
 
@@ -68,12 +68,9 @@ class ERK(_ErdosRenyi):
 
     kernel = True
 
-    def __init__(self, erk_power_scale: float = 1.0):
-        """``erk_power_scale``: the power p > 0 of the raw ratio (1: Evci et al.; < 1 softer, nearer uniform)."""
-        if isinstance(erk_power_scale, bool) or not isinstance(erk_power_scale, (int, float)) \
-                or not math.isfinite(erk_power_scale) or erk_power_scale <= 0:
-            raise InvalidArgumentError(f"erk_power_scale must be a finite number > 0 (1.0: the ERK of Evci et al.; "
-                                       f"< 1 nearer uniform), got {erk_power_scale!r}")
+    def __init__(self, erk_power_scale: Annotated[float, option(
+            "power p of the raw ratio sum(shape)/prod(shape) (jaxpruner): 1 = Evci et al., < 1 nearer uniform",
+            gt=0, allow_inf_nan=False)] = 1.0):
         self.power = float(erk_power_scale)
 
     def options(self) -> dict[str, float]:
