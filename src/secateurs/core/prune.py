@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..allocations.base import LayerInfo, allocate
+from .. import registry
+from ..allocations.base import Allocation, LayerInfo, allocate
 from ..criteria.base import ScoreContext
 from ..errors import InvalidArgumentError, MissingDataError, ModelStructureError, NonFiniteError
-from ..patterns import NM, Pattern
+from ..patterns import NM, Pattern, parse
 from .blocks import find_blocks
 from .feed import Feed
 from .finite import all_finite
@@ -77,6 +79,84 @@ def masked_group_scores(t: Target, pat: Pattern, scores2d: torch.Tensor) -> torc
     gs = pat.group_scores(scores2d.masked_fill(~prev2d, 0))
     alive = pat.group_scores(prev2d.to(scores2d.dtype)) > 0
     return gs.masked_fill(~alive, -math.inf)
+
+
+def plan_layers(alloc: Allocation, pat: Pattern, infos: Sequence[LayerInfo], sparsity: float,
+                min_keep_g: Sequence[int], dense: set[int], skipped: set[int], seed: int) \
+        -> tuple[list[LayerPlan], list[Threshold | None]]:
+    """What each layer becomes at ``sparsity``: the allocation's split of the budget (layers in ``dense`` are kept
+    whole but count; ``skipped`` ones are neither pruned nor counted), the ``min_keep`` floors honoured; for N:M
+    patterns the kept N of every M per layer (a mixed N:M allocation such as OWL may vary it)."""
+    fixed = set(dense) | set(skipped)
+    if isinstance(pat, NM):
+        live = [i for i, l in enumerate(infos) if i not in fixed
+                and pat.fixed_density * l.n_groups >= min_keep_g[i]]
+        nkeep = dict(zip(live, alloc.nm_keep([infos[i] for i in live], pat.n, pat.m)))
+        plans = []
+        for i, l in enumerate(infos):
+            n = nkeep.get(i, pat.m)
+            plans.append(LayerPlan(l.n_groups * (pat.m - n) // pat.m, 1 - n / pat.m, n, pat.m))
+        return plans, [None] * len(infos)
+    total = sum(l.n_groups for i, l in enumerate(infos) if i not in skipped)  # dense layers count
+    counts, hints = allocate(alloc, infos, round(sparsity * total), min_keep_g, fixed, seed)
+    return [LayerPlan(c, c / l.n_groups if l.n_groups else 0.0) for c, l in zip(counts, infos)], hints
+
+
+def keep_mask(t: Target, pat: Pattern, scope: Callable, chunk: Callable[[], torch.Tensor], plan: LayerPlan,
+              hint: Threshold | None, seed: int) -> torch.Tensor:
+    """The (out, in) keep mask of one target under its plan: ``plan.count`` lowest groups of ``chunk()`` removed
+    by the scope's selection and expanded to weights by the pattern, or the N largest of every M."""
+    dev = t.leaf.device
+    if plan.is_nm:
+        if plan.n >= plan.m:
+            return torch.ones(t.shape2d, dtype=torch.bool, device=dev)
+        return NM(plan.n, plan.m).select(chunk().reshape(t.shape2d))  # N:M groups are single weights
+    if plan.count == 0:
+        return torch.ones(t.shape2d, dtype=torch.bool, device=dev)
+    g = scope(chunk, pat.grid(t.shape2d), plan.count, hint, seed)
+    return pat.expand(g, t.shape2d)
+
+
+@dataclass
+class MaskSelection:
+    """Keep masks (weight-shaped, bool; earlier masks included) and pruned groups per layer."""
+
+    keeps: list[torch.Tensor]
+    counts: list[int]
+
+
+def select_masks(targets: Sequence[Target], scores: Sequence[torch.Tensor], sparsity: float, *,
+                 pattern: str | Pattern = "unstructured", allocation: str | Allocation = "global",
+                 scope: str = "layer", min_keep: int | None = None, seed: int = 0,
+                 counts: Sequence[int] | None = None) -> MaskSelection:
+    """The engine's selection step on given scores, nothing applied: allocation → scope → pattern → masks.
+
+    ``scores``: one weight-shaped tensor per target (higher = keep); groups an earlier mask removed score -inf, so
+    they go first and stay pruned (masks compose).  ``counts``: pruned groups per layer, instead of the
+    allocation's split (a budget fixed earlier, as PDP keeps it).  Schedules that re-rank while training (ISS-P,
+    PDP) call this, so a hard :func:`prune` afterwards picks the same weights.
+    """
+    pat = parse(pattern)
+    alloc = registry.build("allocation", allocation) if isinstance(allocation, str) else allocation
+    chunks = []
+    for t, s in zip(targets, scores):
+        gs = masked_group_scores(t, pat, t.view2d(_check_scores(t, s)))
+        chunks.append(lambda gs=gs: gs)
+    floors = min_keep_groups(min_keep, pat, list(targets))
+    if counts is None:
+        infos = [LayerInfo(t.name, tuple(t.shape), pat.n_groups(t.shape2d), c, i, t)
+                 for i, (t, c) in enumerate(zip(targets, chunks))]
+        plans, hints = plan_layers(alloc, pat, infos, sparsity, floors, set(), set(), seed)
+    else:
+        plans = [LayerPlan(int(c), c / max(pat.n_groups(t.shape2d), 1)) for t, c in zip(targets, counts)]
+        hints = [None] * len(plans)
+    scope_fn = registry.get("scope", scope)
+    keeps = []
+    for i, (t, c, plan, h) in enumerate(zip(targets, chunks, plans, hints)):
+        keep = t.unview2d(keep_mask(t, pat, scope_fn, c, plan, h, seed + i))
+        prev = get_mask(t)
+        keeps.append(keep if prev is None else keep & prev)
+    return MaskSelection(keeps, [p.count for p in plans])
 
 
 class _Engine:
@@ -171,33 +251,13 @@ class _Engine:
 
     def _plan(self, infos: list[LayerInfo], sparsity: float) -> tuple[list[LayerPlan], list[Threshold | None]]:
         """Per-layer plans for one round at ``sparsity`` (the allocation, with dense layers and min_keep)."""
-        pat, fixed = self.pat, self.dense_idx | set(self.skipped)
-        if isinstance(pat, NM):
-            live = [i for i, l in enumerate(infos) if i not in fixed
-                    and pat.fixed_density * self.ts[i].numel >= self.min_keep_g[i]]
-            nkeep = dict(zip(live, self.alloc.nm_keep([infos[i] for i in live], pat.n, pat.m)))
-            plans = []
-            for i, l in enumerate(infos):
-                n = nkeep.get(i, pat.m)
-                plans.append(LayerPlan(l.n_groups * (pat.m - n) // pat.m, 1 - n / pat.m, n, pat.m))
-            return plans, [None] * len(infos)
-        total = sum(l.n_groups for i, l in enumerate(infos) if i not in self.skipped)  # dense layers count
-        counts, hints = allocate(self.alloc, infos, round(sparsity * total), self.min_keep_g, fixed, self.seed)
-        return [LayerPlan(c, c / l.n_groups if l.n_groups else 0.0) for c, l in zip(counts, infos)], hints
+        return plan_layers(self.alloc, self.pat, infos, sparsity, self.min_keep_g, self.dense_idx,
+                           set(self.skipped), self.seed)
 
     def _keep(self, i: int, chunk: Callable[[], torch.Tensor], plan: LayerPlan, hint: Threshold | None) \
             -> torch.Tensor:
         """The (out, in) keep mask of target i under its plan, the scope and the pattern."""
-        t, pat = self.ts[i], self.pat
-        dev = t.leaf.device
-        if plan.is_nm:
-            if plan.n >= plan.m:
-                return torch.ones(t.shape2d, dtype=torch.bool, device=dev)
-            return NM(plan.n, plan.m).select(chunk().reshape(t.shape2d))  # N:M groups are single weights
-        if plan.count == 0:
-            return torch.ones(t.shape2d, dtype=torch.bool, device=dev)
-        g = self.scope(chunk, pat.grid(t.shape2d), plan.count, hint, self.seed + i)
-        return pat.expand(g, t.shape2d)
+        return keep_mask(self.ts[i], self.pat, self.scope, chunk, plan, hint, self.seed + i)
 
     # --------------------------------------------------------------------------------------------------- apply
     def _solve(self, i: int, keep2d: torch.Tensor | None, stats: dict, plan: LayerPlan) \

@@ -32,10 +32,9 @@ import torch
 from torch import nn
 
 from .. import registry
-from ..allocations.base import Allocation, LayerInfo, allocate
+from ..allocations.base import Allocation
 from ..core.masks import get_mask
-from ..core.prune import min_keep_groups, check_sparsity, masked_group_scores, prune
-from ..core.select import Chunk, Threshold
+from ..core.prune import check_sparsity, min_keep_groups, prune, select_masks
 from ..core.targets import Target
 from ..errors import InvalidArgumentError, PatternError
 from ..patterns import NM, Pattern, parse
@@ -65,55 +64,27 @@ def build_weight_allocation(name: str, options: dict[str, Any], sparsity: float,
     return alloc
 
 
-def magnitude_group_scores(t: Target, pat: Pattern) -> torch.Tensor:
-    """Flat group scores ``|W|`` of a target; groups an engine mask already removed score -inf (pruned first,
-    as :func:`secateurs.prune` ranks them)."""
-    return masked_group_scores(t, pat, t.view2d(t.weight.detach().abs().float()))
-
-
 def magnitude_counts(targets: Sequence[Target], pat: Pattern, alloc: Allocation, sparsity: float, seed: int = 0,
-                     min_keep: int | None = None) -> tuple[list[int], list[Threshold | None], list[Chunk]]:
-    """Pattern groups to prune per layer for ``sparsity`` by magnitude, as :func:`secateurs.prune` plans them.
-
-    Returns the counts, the allocation's thresholds (global: the exact cross-layer split) and the flat group
-    scores they refer to.  Shared by ISS-P (every shrink step) and PDP (its layer budget).
-    """
-    scores = [magnitude_group_scores(t, pat) for t in targets]
-    chunks = [(lambda s=s: s) for s in scores]
-    infos = [LayerInfo(t.name, tuple(t.shape), s.numel(), c) for t, s, c in zip(targets, scores, chunks)]
-    total = sum(s.numel() for s in scores)
-    floors = min_keep_groups(min_keep, pat, list(targets))  # the engine's floor (Gupta et al. 2022)
-    counts, hints = allocate(alloc, infos, round(sparsity * total), floors, set(), seed)
-    return counts, hints, chunks
-
-
-def keep_masks_for(targets: Sequence[Target], pat: Pattern, counts: Sequence[int],
-                   hints: Sequence[Threshold | None], chunks: Sequence[Chunk], seed: int = 0) -> list[torch.Tensor]:
-    """Weight-shaped bool keep masks removing ``counts[i]`` lowest groups of ``chunks[i]()`` in each target, by
-    the engine's ``layer`` scope (exact k smallest, ties in flat order) and the pattern's group expansion."""
-    layer_scope = registry.get("scope", "layer")
-    out = []
-    for i, (t, k, h, c) in enumerate(zip(targets, counts, hints, chunks)):
-        if k == 0:
-            out.append(torch.ones(t.shape, dtype=torch.bool, device=t.leaf.device))
-            continue
-        g = layer_scope(c, pat.grid(t.shape2d), k, h, seed + i)
-        out.append(t.unview2d(pat.expand(g, t.shape2d)))
-    return out
+                     min_keep: int | None = None) -> list[int]:
+    """Pattern groups to prune per layer for ``sparsity`` by magnitude, as :func:`secateurs.prune` plans them
+    (the engine's public :func:`~secateurs.core.prune.select_masks`).  Shared by ISS-P and PDP (its budget)."""
+    return select_masks(targets, _magnitudes(targets), sparsity, pattern=pat, allocation=alloc, seed=seed,
+                        min_keep=min_keep).counts
 
 
 def lowest_magnitude_keep(targets: Sequence[Target], pat: Pattern, alloc: Allocation, sparsity: float,
-                          seed: int = 0, min_keep: int | None = None) -> list[torch.Tensor]:
-    """Keep masks (weight-shaped, bool) of each target: the complement of the ``sparsity`` lowest-|W| groups.
+                          seed: int = 0, min_keep: int | None = None, counts: Sequence[int] | None = None) \
+        -> list[torch.Tensor]:
+    """Keep masks (weight-shaped, bool, earlier masks included) of each target: the complement of the
+    ``sparsity`` lowest-|W| groups, split over layers by the allocation (or by fixed ``counts``), selected and
+    expanded by the engine's own step (:func:`~secateurs.core.prune.select_masks`), so a hard prune afterwards
+    picks the same weights."""
+    return select_masks(targets, _magnitudes(targets), sparsity, pattern=pat, allocation=alloc, seed=seed,
+                        min_keep=min_keep, counts=counts).keeps
 
-    The allocation splits the budget over layers, the engine's ``layer`` scope selects the exact k smallest
-    groups, the pattern expands groups to weights; N:M keeps the N largest of every M.  The same pieces and
-    order as :func:`secateurs.prune` with ``method="magnitude"``, so a hard prune afterwards picks the same weights.
-    """
-    if isinstance(pat, NM):
-        return [t.unview2d(pat.select(magnitude_group_scores(t, pat).reshape(t.shape2d))) for t in targets]
-    counts, hints, chunks = magnitude_counts(targets, pat, alloc, sparsity, seed, min_keep)
-    return keep_masks_for(targets, pat, counts, hints, chunks, seed)
+
+def _magnitudes(targets: Sequence[Target]) -> list[torch.Tensor]:
+    return [t.weight.detach().abs().float() for t in targets]
 
 
 def names_selector(targets: Sequence[Target]):

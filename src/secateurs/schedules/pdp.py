@@ -38,8 +38,7 @@ from ..errors import InvalidArgumentError, PatternError
 from ..patterns import NM, Pattern, Unstructured, parse
 from ..registry import register
 from .base import SoftThenHard, check_step, reset_optimizer_state
-from .iss import (build_weight_allocation, keep_masks_for, lowest_magnitude_keep, magnitude_counts,
-                  magnitude_group_scores)
+from .iss import build_weight_allocation, lowest_magnitude_keep, magnitude_counts
 
 
 def check_temperature(value: Any) -> float:
@@ -192,7 +191,7 @@ class PDP(SoftThenHard):
         # the layer budget (its reachability under min_keep checked before anything is attached); with no warm-up
         # it is the one the first update uses, the weights being the same
         first = None if isinstance(self.pattern, NM) else \
-            magnitude_counts(self.targets, self.pattern, self.alloc, self.final_sparsity, seed, min_keep)[0]
+            magnitude_counts(self.targets, self.pattern, self.alloc, self.final_sparsity, seed, min_keep)
         nm = (self.pattern.n, self.pattern.m) if isinstance(self.pattern, NM) else None
         for t in self.targets:  # identity until the masks engage; parameters keep their identity
             parametrize.register_parametrization(t.module, t.param, SoftMask(self.temperature, t.transposed, nm),
@@ -243,7 +242,7 @@ class PDP(SoftThenHard):
         else:
             if self.counts is None and factor > 0:  # the layer budget, once, from the weights at the start
                 self.counts = magnitude_counts(self.targets, self.pattern, self.alloc, self.final_sparsity,
-                                               self.seed, self.min_keep)[0]
+                                               self.seed, self.min_keep)
             for t, c in zip(self.targets, self.counts or [0] * len(self.targets)):
                 get_soft_mask(t).prune_count = round(factor * c)
         return {"phase": "soft", "target_sparsity": self.sparsity_at(step), "temperature": self.temperature}
@@ -289,10 +288,9 @@ class PDP(SoftThenHard):
         else:
             if self.counts is None:  # finished before the masks engaged: budget from the weights now
                 self.counts = magnitude_counts(self.targets, self.pattern, self.alloc, self.final_sparsity,
-                                               self.seed, self.min_keep)[0]
-            scores = [magnitude_group_scores(t, self.pattern) for t in self.targets]
-            keeps = keep_masks_for(self.targets, self.pattern, self.counts, [None] * len(scores),
-                                   [(lambda s=s: s) for s in scores], self.seed)
+                                               self.seed, self.min_keep)
+            keeps = lowest_magnitude_keep(self.targets, self.pattern, self.alloc, self.final_sparsity, self.seed,
+                                          counts=self.counts)
         for t, keep in zip(self.targets, keeps):
             prev = get_mask(t)
             keep = keep if prev is None else keep & prev
