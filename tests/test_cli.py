@@ -26,7 +26,29 @@ def test_methods_json(runner):
                                     "sparsegpt", "alps", "ria", "dsnot"}
     assert set(doc["allocations"]) == {"global", "uniform", "er", "erk", "owl"}
     assert set(doc["scopes"]) == {"row", "layer"} and set(doc["solvers"]) == {"sparsegpt", "alps", "dsnot"}
-    assert doc["criteria"] == names("criterion")
+    assert list(doc["criteria"]) == names("criterion")
+    sparsegpt = doc["solvers"]["sparsegpt"]
+    assert sparsegpt["description"] and {o["name"]: (o["type"], o["default"]) for o in sparsegpt["options"]} == \
+        {"percdamp": ("float", 0.01), "blocksize": ("int", 128)}
+    for kind in doc.values():  # every option of every component has a type, a default (or is required) and help
+        for entry in kind.values():
+            assert all(o["type"] and ("default" in o) for o in entry["options"])
+    assert {o["name"] for o in doc["criteria"]["ria"]["options"]} == {"a", "reallocation"}
+    assert {o["name"] for o in doc["solvers"]["alps"]["options"]} >= {"rho", "max_iter", "pcg_iters"}
+
+
+def test_prune_option_reaches_the_components(runner):
+    base = ["prune", "--model", "lenet300", "--method", "ria", "--sparsity", "0.8", "--json"]
+    res = runner.invoke(app, base)
+    res2 = runner.invoke(app, [*base, "--option", "a=0", "-o", "percdamp=0.05", "--solver", "sparsegpt"])
+    assert res.exit_code == 0 and res2.exit_code == 0, res2.output
+    doc, doc2 = json.loads(res.stdout), json.loads(res2.stdout)
+    assert doc2["settings"]["options"] == {"a": "0", "percdamp": "0.05"}
+    assert doc2["pruned"] != doc["pruned"]
+    for args, needle in [(["--option", "bogus=1"], "does not take option 'bogus'"),
+                         (["--option", "a=x"], "criterion 'ria' option a must be a number, got 'x'")]:
+        res = runner.invoke(app, [*base, *args])
+        assert res.exit_code == 2 and needle in " ".join(res.output.split()), res.output
 
 
 def test_prune_finetune_save_reload(runner, tmp_path):
@@ -88,3 +110,13 @@ def test_prune_out_follows_the_overwrite_policy(runner, tmp_path):
     assert json.loads(existing.with_suffix(".json").read_text())["saved"] == str(existing)
     assert {stat.S_IMODE(p.stat().st_mode) for p in (existing, existing.with_suffix(".json"))} == {0o644}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["existing.json", "existing.safetensors", "run"]
+
+
+def test_structured_prune_takes_importance_options(runner):
+    base = ["structured", "prune", "--model", "lenet5", "--ratio", "0.5", "--importance", "l1", "--json"]
+    res = runner.invoke(app, [*base, "--option", "reduction=max"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["report"]["options"]["reduction"] == "max"
+    res = runner.invoke(app, [*base, "--option", "reduction=median"])
+    assert res.exit_code == 2 and "importance 'l1' option reduction must be one of 'sum', 'mean' or 'max'" in \
+        " ".join(res.output.split())

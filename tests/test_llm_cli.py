@@ -95,3 +95,45 @@ def test_missing_or_corrupt_model(tmp_path, text_file, model_dir):
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     res = _run("eval", "--model", broken, "--text", text_file)
     assert res.exit_code == 2 and "cannot load the weights" in _err(res)
+
+
+def _prune_json(model_dir, text_file, out, *args):
+    res = _run("prune", "--model", model_dir, "--calibration", text_file, "--nsamples", 4, "--seqlen", 32,
+               "--sparsity", 0.5, "--out", out, "--json", *args)
+    assert res.exit_code == 0, res.output
+    weights = b"".join(f.read_bytes() for f in sorted(out.glob("*.safetensors")))
+    assert weights
+    return json.loads(res.stdout)["report"], weights
+
+
+@pytest.mark.parametrize("method,option,reported", [
+    ("ria", "a=0.25", ("method_options", "a", 0.25)),
+    ("dsnot", "skip_layer=no_skip", ("solver_options", "skip_layer", None)),
+    ("dsnot", "base=magnitude", ("method_options", "base", "magnitude")),
+    ("alps", "max_iter=2", ("solver_options", "max_iter", 2)),
+    ("alps", "pcg_iters=0", ("solver_options", "pcg_iters", 0)),
+])
+def test_option_reaches_ria_dsnot_alps(model_dir, text_file, tmp_path, method, option, reported):
+    """--option KEY=VALUE reaches options no dedicated flag has: typed in the report, and the weights change."""
+    default, w0 = _prune_json(model_dir, text_file, tmp_path / "a", "--method", method)
+    given, w1 = _prune_json(model_dir, text_file, tmp_path / "b", "--method", method, "--option", option)
+    part, key, value = reported
+    assert default[part][key] != value and given[part][key] == value
+    assert w0 != w1
+
+
+def test_option_aliases_and_errors(model_dir, text_file, tmp_path):
+    report, _ = _prune_json(model_dir, text_file, tmp_path / "a", "--method", "sparsegpt", "--percdamp", 0.05,
+                            "-o", "blocksize=64")
+    assert report["solver_options"] == {"percdamp": 0.05, "blocksize": 64}
+    cases = [(["--method", "ria", "--option", "b=1"], "does not take option 'b'"),
+             (["--method", "ria", "--option", "a=half"], "criterion 'ria' option a must be a number, got 'half'"),
+             (["--method", "sparsegpt", "--option", "percdamp=-1"], "option percdamp must be > 0, got '-1'"),
+             (["--method", "sparsegpt", "--percdamp", 0.1, "--option", "percdamp=0.2"], "given twice"),
+             (["--option", "percdamp"], "--option expects KEY=VALUE")]
+    for args, message in cases:
+        out = tmp_path / "never"
+        res = _run("prune", "--model", model_dir, "--calibration", text_file, "--nsamples", 4, "--seqlen", 32,
+                   "--out", out, *args)
+        assert res.exit_code == 2 and message in _err(res), (args, res.output)
+        assert not out.exists()

@@ -41,6 +41,7 @@ class Experiment:
     dense: list[str] | None = None
     scope: str | None = None
     solver: str | None = None
+    options: dict = field(default_factory=dict)  # of the criterion/allocation/solver, e.g. {"percdamp": 0.05}
 
 
 @dataclass
@@ -84,7 +85,7 @@ def run(exp: Experiment, model: nn.Module | None = None, progress: bool = False)
     report = prune(
         model, exp.sparsity, method=exp.method, allocation=exp.allocation, pattern=exp.pattern,
         data=calibration_batches(data, n_per_class=10, seed=exp.seed, batch_size=CALIBRATION_BATCH), targets=None, ignore=exp.ignore,
-        min_keep=exp.min_keep, seed=exp.seed, dense=exp.dense, scope=exp.scope, solver=exp.solver,
+        min_keep=exp.min_keep, seed=exp.seed, dense=exp.dense, scope=exp.scope, solver=exp.solver, **exp.options,
     )
     seconds = time.perf_counter() - start
     pruned = evaluate(model, test_loader)

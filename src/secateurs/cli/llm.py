@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from .common import emit_json, err, handle_errors, out
+from .common import emit_json, err, handle_errors, out, parse_options
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Post-training pruning and evaluation of Hugging Face language models.")
@@ -64,9 +64,11 @@ def prune_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output directory"),
     eval_text: Optional[Path] = typer.Option(None, "--eval-text", help="text file: perplexity before and after"),
     eval_seqlen: Optional[int] = typer.Option(None, "--eval-seqlen", help="perplexity window (default: seqlen)"),
-    owl_lambda: Optional[float] = typer.Option(None, "--owl-lambda", help="OWL λ (0.08)"),
-    owl_m: Optional[float] = typer.Option(None, "--owl-m", help="OWL outlier threshold M (5)"),
-    percdamp: Optional[float] = typer.Option(None, help="SparseGPT dampening (0.01)"),
+    option: list[str] = typer.Option([], "--option", "-o", help="KEY=VALUE option of the criterion, allocation or "
+                                                                "solver (repeatable; `secateurs methods` lists them)"),
+    owl_lambda: Optional[float] = typer.Option(None, "--owl-lambda", help="OWL λ (0.08); = --option owl_lambda=..."),
+    owl_m: Optional[float] = typer.Option(None, "--owl-m", help="OWL outlier threshold M (5); = --option owl_m=..."),
+    percdamp: Optional[float] = typer.Option(None, help="SparseGPT dampening (0.01); = --option percdamp=..."),
     blocks: Optional[str] = typer.Option(None, help="attribute path of the block list, e.g. model.layers"),
     batch_size: int = typer.Option(1, "--batch-size", help="calibration rows per block forward"),
     device: Optional[str] = typer.Option(None, help="cpu | cuda (default: cuda when available)"),
@@ -85,10 +87,14 @@ def prune_cmd(
     check_output_dir(out_dir, overwrite)  # before anything is loaded or pruned
     _readable(calibration, "--calibration")
     _readable(eval_text, "--eval-text")
-    options = {k: v for k, v in {"owl_lambda": owl_lambda, "owl_m": owl_m, "percdamp": percdamp}.items()
-               if v is not None}
+    options = parse_options(option, owl_lambda=owl_lambda, owl_m=owl_m, percdamp=percdamp)
     if sparsity is None and ":" not in pattern:
         sparsity = 0.5
+    from ..core.spec import PruneSpec
+
+    # names and --option values, before an output or interrupted-run folder is made
+    PruneSpec(sparsity=sparsity, method=method, allocation=allocation, pattern=pattern, scope=scope, solver=solver,
+              options=options)
     ppl: dict[str, float] = {}
     if eval_text is not None:
         from ..llm import perplexity

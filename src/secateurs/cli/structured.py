@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .common import emit_json, err, handle_errors, out
+from .common import emit_json, err, handle_errors, out, parse_options
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
@@ -28,6 +28,8 @@ def prune_cmd(
     finetune_lr: float = typer.Option(0.01, help="fine-tuning learning rate"),
     threads: int = typer.Option(1, help="CPU threads for the latency measurement"),
     seed: int = typer.Option(0),
+    option: list[str] = typer.Option([], "--option", "-o", help="KEY=VALUE option of the importance, e.g. "
+                                                                "reduction=mean (repeatable; `secateurs methods`)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="save the pruned model (safetensors + structure JSON)"),
     overwrite: bool = typer.Option(False, help="replace an existing --out directory"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON document on stdout, nothing else"),
@@ -48,7 +50,7 @@ def prune_cmd(
     calib = calibration_batches(data, n_per_class=10, seed=seed, batch_size=50)
     report = structured.prune(pruned, example, ratio=ratio, importance=importance, allocation=allocation,
                               round_to=round_to, ignore=list(ignore) or None, data=calib, target_macs=target_macs,
-                              seed=seed)
+                              seed=seed, **parse_options(option))
     rows = {"dense": evaluate(dense, test_loader), "pruned": evaluate(pruned, test_loader)}
     if finetune_epochs > 0:
         fit(pruned, train_loader, finetune_epochs, lr=finetune_lr, seed=seed, progress=not as_json)

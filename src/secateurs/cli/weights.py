@@ -8,10 +8,9 @@ import typer
 from rich.progress import track
 from rich.table import Table
 
-from .. import registry
 from ..experiment import Experiment, load_model, run
 from ..io import atomic_dir, atomic_write_json, check_output, save
-from .common import emit_json, err, handle_errors, out
+from .common import emit_json, err, handle_errors, methods_table, out, parse_options
 
 DEMO_CRITERIA = ["magnitude", "random", "snip", "grasp", "synflow", "taylor"]
 DEMO_ALLOCATIONS = ["global", "uniform", "erk"]
@@ -34,6 +33,8 @@ def prune_cmd(
     finetune_epochs: int = typer.Option(0, help="epochs of fine-tuning after pruning"),
     finetune_lr: float = typer.Option(0.01, help="fine-tuning learning rate"),
     seed: int = typer.Option(0),
+    option: list[str] = typer.Option([], "--option", "-o", help="KEY=VALUE option of the criterion, allocation or "
+                                                                "solver (repeatable; `secateurs methods` lists them)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="folder to write model.safetensors and result.json "
                                            "to, or a .safetensors file (the result beside it as <name>.json)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out"),
@@ -44,7 +45,7 @@ def prune_cmd(
         sparsity = 0.9
     outputs = _outputs(out_dir, overwrite)  # refused before anything is trained or pruned
     exp = Experiment(model, dataset, method, allocation, pattern, sparsity, min_keep, seed, finetune_epochs,
-                     finetune_lr, list(ignore) or None, list(dense) or None, scope, solver)
+                     finetune_lr, list(ignore) or None, list(dense) or None, scope, solver, parse_options(option))
     base = load_model(model, dataset, seed, progress=not as_json)
     outcome, pruned = run(exp, base, progress=not as_json)
     doc = outcome.to_dict()
@@ -97,21 +98,11 @@ def _write(outputs: tuple[Path, Path, Optional[Path]], model: Any, meta: dict, d
 @handle_errors
 def methods_cmd(as_json: bool = typer.Option(False, "--json", help="print a JSON document on stdout")) -> None:
     """List the registered criteria, scopes, allocations, patterns, solvers, structured importances, training-time
-    schedules and data scorers/selectors."""
+    schedules and data scorers/selectors, with their options (type, default, help; --json: one document)."""
     kinds = {"criteria": "criterion", "scopes": "scope", "allocations": "allocation", "patterns": "pattern",
              "solvers": "solver", "importances": "importance", "schedules": "schedule", "scorers": "scorer",
              "selectors": "selector"}
-    docs = {k: registry.describe(kind) for k, kind in kinds.items()}
-    if as_json:
-        emit_json({k: sorted(v) for k, v in docs.items()})
-        return
-    for k, d in docs.items():
-        t = Table(title=k)
-        t.add_column("name")
-        t.add_column("what it does")
-        for name, line in d.items():
-            t.add_row(name, line)
-        out.print(t)
+    methods_table(kinds, as_json)
 
 
 @handle_errors

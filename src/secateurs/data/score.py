@@ -10,7 +10,6 @@ inputs and labels), :func:`check_labels`, :func:`write_json_atomic`.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -25,7 +24,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from ..errors import InvalidArgumentError, MissingDataError, NonFiniteError
 from ..io import atomic_write_json
-from ..registry import get
+from ..registry import check_options, get
 
 HARDER = ("high", "low")
 SCORES_FORMAT = "secateurs.scores"
@@ -185,17 +184,6 @@ def dataset_tensors(dataset: Any) -> tuple[Tensor, Tensor | None]:
     return x, y
 
 
-def _check_options(fn: Any, method: str, options: dict[str, Any]) -> None:
-    params = inspect.signature(fn).parameters
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return
-    accepted = [p for i, (p, v) in enumerate(params.items()) if i > 0 and v.kind != v.VAR_POSITIONAL]
-    unknown = [k for k in options if k not in accepted]
-    if unknown:
-        raise InvalidArgumentError(f"scorer {method!r} does not take option(s) {', '.join(map(repr, unknown))}; "
-                                   f"it accepts: {', '.join(accepted) or 'none'}")
-
-
 def score(method: str, dataset: Any, **options: Any) -> Scores:
     """Score every example of ``dataset`` with the registered scorer ``method`` (one float per example).
 
@@ -206,7 +194,7 @@ def score(method: str, dataset: Any, **options: Any) -> Scores:
     checked: one finite score per example (NaN or inf raise NonFiniteError), with ``harder`` set.
     """
     fn = get("scorer", method)
-    _check_options(fn, method, options)
+    options = check_options("scorer", method, options)  # names, types, ranges
     if getattr(fn, "needs_labels", False):
         _, y = dataset_tensors(dataset)
         if y is None:
