@@ -31,14 +31,11 @@ from .blocks import find_blocks
 from .feed import Feed
 from .finite import all_finite
 from .masks import clear_mask, get_mask, set_mask
-from .modes import eval_mode
-from .progress import progress_bar
 from .plan import LayerPlan
 from .report import LayerReport, PruneReport
 from .select import Threshold
-from .sequential import sequential
 from .spec import MaskPlan, PruneSpec, check_sparsity, resolve_components, spec_from_call  # noqa: F401
-from .stats import check_collectable, collect
+from .stats import check_collectable
 from .targets import Target, resolve_targets, select_names
 
 
@@ -203,6 +200,8 @@ class _Engine:
                     f"targets outside the blocks {self.blocks_path!r} cannot get block-by-block statistics: "
                     f"{outside[:5]}; leave them out with ignore=, or drop blocks= to collect in one pass")
         self.sequential = blocks is not None and (bool(self.kinds) or stream is not None)
+        self.executor = registry.build("executor", "streamed" if stream is not None else
+                                       "block-by-block" if self.sequential else "one-pass")
         if stream is not None:  # weights arrive block by block: nothing may need them all at once
             if blocks is None or not bake:
                 raise InvalidArgumentError("streaming needs blocks= and bake=True")
@@ -312,10 +311,7 @@ class _Engine:
 
         try:
             self.crit.prepare(ctx)
-            if self.sequential:
-                self._run_sequential(ctx, backup)
-            else:
-                self._run_one_pass(ctx, backup)
+            self.executor.run(self, ctx, backup)
         except BaseException:
             rollback()
             raise
@@ -340,40 +336,6 @@ class _Engine:
         if self.solver is not None or self.bake:
             backup[i] = self.ts[i].leaf.detach().to("cpu", copy=True)
 
-    def _run_one_pass(self, ctx: ScoreContext, backup: dict[int, torch.Tensor]) -> None:
-        stats: list[dict] = [{} for _ in self.ts]
-        if self.kinds:
-            with collect(self.ts, self.kinds, self.device) as stats, eval_mode(self.model), torch.no_grad():
-                for batch in self.feed:
-                    self.feed.forward(self.model, batch, self.device)
-            self.skipped = [i for i, st in enumerate(stats) if not st]
-        ctx.stats = stats
-        acts = [self._alloc_stats(st) for st in stats]
-        rounds = self.crit.rounds if self.pat.fixed_density is None else 1
-        keeps: list[torch.Tensor | None] = [None] * len(self.ts)
-        for r in range(1, rounds + 1):
-            round_sparsity = 1 - (1 - self.sparsity) ** (r / rounds)
-            fns = self._live(self.crit.scores(ctx))
-            infos = self._infos([self._group_chunk(i, fn) for i, fn in enumerate(fns)], acts)
-            self.plans, hints = self._plan(infos, round_sparsity)
-            if self.scope is None:
-                break
-            keeps = [self._keep(i, infos[i].scores, p, h) for i, (p, h) in enumerate(zip(self.plans, hints))]
-            if r < rounds:  # later rounds score the masked model
-                for i, k in enumerate(keeps):
-                    prev = get_mask(self.ts[i])
-                    set_mask(self.ts[i], self.ts[i].unview2d(k) if prev is None else
-                             self.ts[i].unview2d(k) & prev, zero=False)
-        # solver results for every layer first, then writes: a failure leaves every weight untouched
-        results = [self._solve(i, keeps[i], stats[i], self.plans[i]) if i not in self.skipped else (None, None)
-                   for i in range(len(self.ts))]
-        for i, (new, keep) in enumerate(results):
-            if i in self.skipped:
-                continue
-            self._backup(i, backup)
-            self._write(i, keep, new)
-        self._finish()
-
     def _live(self, fns: list) -> list:
         """Skipped layers (never called on the data) score +inf: they are planned dense."""
         return [(lambda t=self.ts[i]: torch.full(t.shape, math.inf, device=t.leaf.device)) if i in self.skipped
@@ -384,94 +346,6 @@ class _Engine:
         if not self.alloc.stats or not st:
             return None
         return {k: st[k] for k in self.alloc.stats if k in st}
-
-    def _run_sequential(self, ctx: ScoreContext, backup: dict[int, torch.Tensor]) -> None:
-        per_block = [[i for i, b in enumerate(self.block_of) if b == k] for k in range(len(self.block_list))]
-        static = None if self.crit.stats else self.crit.scores(ctx)  # weights/gradients: known up front
-        # 1. plan: a dense statistics pass only when the allocation ranks stat-based scores or reads statistics
-        plan_kinds = list(dict.fromkeys((self.crit.stats if self.alloc.needs_scores else ()) + self.alloc.stats))
-        stored: list[Callable[[], torch.Tensor]] = [self._unplanned] * len(self.ts)
-        acts: list[dict | None] = [None] * len(self.ts)
-        if static is not None:
-            stored = list(static)
-        seen: set[int] = set()
-        if plan_kinds:
-            def record(k: int, block: nn.Module, stats: list[dict]) -> None:
-                idx = per_block[k]
-                for i, st in zip(idx, stats):
-                    if not st:
-                        continue
-                    seen.add(i)
-                    acts[i] = self._alloc_stats(st)  # what the allocation reads (OWL: the input norms)
-                    if self.alloc.needs_scores and self.crit.stats:
-                        sub = ScoreContext(self.model, [self.ts[i]], self.feed, self.seed, stats=[st])
-                        s = self.crit.scores(sub)[0]().float().cpu()  # held on the CPU, 4 bytes per weight
-                        stored[i] = lambda s=s: s
-                live = [LayerInfo(self.ts[i].name, tuple(self.ts[i].shape), 0, self._unplanned, k, self.ts[i],
-                                  acts[i]) for i in idx if i in seen and acts[i] is not None]
-                if self.stream is not None and live:  # the weights go when the block does
-                    self.alloc.observe(live)
-
-            sequential(self.model, self.blocks_path, self.block_list, self.feed,
-                       targets=[[self.ts[i] for i in idx] for idx in per_block], kinds=plan_kinds,
-                       process=record, modifies=False, device=self.device, progress=self.progress,
-                       description=f"{self.alloc_name} allocation pass", stream=self.stream)
-            self.skipped = [i for i in range(len(self.ts)) if i not in seen]
-        infos = self._infos([self._group_chunk(i, fn) for i, fn in enumerate(self._live(stored))], acts)
-        self.plans, hints = self._plan(infos, self.sparsity)
-
-        # 2. prune block by block on live statistics
-        def process(k: int, block: nn.Module, stats: list[dict]) -> None:
-            if self.stream is not None and self.stream.done(k):  # pruned by the interrupted run: read back
-                for i in per_block[k]:
-                    self.kept[i] = int(torch.count_nonzero(self.ts[i].leaf))
-                return
-            for i, st in zip(per_block[k], stats):
-                if st:
-                    prune_layer(i, st)
-                elif i not in self.skipped:  # never called on the calibration data: left dense
-                    self.skipped.append(i)
-
-        def prune_layer(i: int, st: dict) -> None:
-            plan = self.plans[i]
-            keep = None
-            if self.scope is not None:
-                if static is not None:
-                    chunk = infos[i].scores
-                else:
-                    sub = ScoreContext(self.model, [self.ts[i]], self.feed, self.seed, stats=[st])
-                    chunk = self._group_chunk(i, self.crit.scores(sub)[0])
-                keep = self._keep(i, chunk, plan, hints[i] if static is not None else None)
-            new, keep = self._solve(i, keep, st, plan)
-            self._backup(i, backup)
-            self._write(i, keep, new)
-
-        kinds = list(dict.fromkeys(self.crit.stats + (self.solver.stats if self.solver else ())))
-        if kinds:
-            self.block_seconds = sequential(
-                self.model, self.blocks_path, self.block_list, self.feed,
-                targets=[[self.ts[i] for i in idx] for idx in per_block], kinds=kinds, process=process,
-                modifies=True, device=self.device, progress=self.progress, description=f"{self.method} pruning",
-                stream=self.stream)
-        elif self.stream is not None:  # weights alone decide: read, prune and write each block, no forward pass
-            with torch.no_grad(), progress_bar(self.progress, len(self.block_list), f"{self.method} pruning") as adv:
-                for k, block in enumerate(self.block_list):
-                    t0 = time.perf_counter()
-                    self.stream.load(k, block, True)
-                    if self.stream.done(k):
-                        process(k, block, [])
-                    else:
-                        for i in per_block[k]:
-                            prune_layer(i, {})
-                    self.stream.release(k, block, True)
-                    self.block_seconds.append(time.perf_counter() - t0)
-                    adv()
-        else:  # only the allocation needed statistics (e.g. OWL with magnitude): no second forward pass
-            with torch.no_grad():
-                for i in range(len(self.ts)):
-                    if i not in self.skipped:
-                        prune_layer(i, {})
-        self._finish()
 
     @staticmethod
     def _unplanned() -> torch.Tensor:
