@@ -1,7 +1,8 @@
 """Layer pruning: remove whole residual blocks / transformer layers.
 
 A block can go when it maps its input to an output of the same shape (a residual block: without it the stream
-passes through unchanged).  Scores, from the blocks' inputs and outputs on the example inputs or on ``data``:
+passes through unchanged).  Which blocks go is a registered ``layer_score`` component, one file each under
+:mod:`secateurs.structured.layer_scores`, from the blocks' inputs and outputs on the example inputs or on ``data``:
 
 * ``bi`` — Block Influence (Men et al. 2024, "ShortGPT", eq. 2): BI_l = 1 − E[cos(x_l, x_{l+1})]; the blocks that
   change their input least are removed, one by one by score.
@@ -9,11 +10,11 @@ passes through unchanged).  Scores, from the blocks' inputs and outputs on the e
   distance arccos(cos(x_l, x_{l+n})) / π between the input of block l and of block l+n; the ``n`` consecutive
   blocks with the smallest distance are removed together.
 * ``cka`` — Pons, Yamamoto, Costa & Jordao 2024 ("Effective Layer Pruning Through Similarity Metric
-  Perspective"): for each candidate block, the model is run with that block skipped and its output compared with the
-  unpruned model's by linear CKA (Kornblith et al. 2019, eq. for the linear kernel); the blocks whose removal
-  leaves the most similar representation go.  The score is 1 − CKA (low = removable).  One-shot ranking here; the
-  paper's loop of removing one block and fine-tuning is ``prune_layers(..., n=1)`` called repeatedly.
+  Perspective"): 1 − linear CKA between the model's output with and without the block (low = removable).
 * ``random`` — a seeded random choice, the baseline.
+
+A new score subclasses :class:`~secateurs.structured.layer_scores.LayerScore` and registers itself with
+``@register("layer_score", name)``.
 
 The same call on an untrained model removes blocks before training, the setting of Jordao et al. 2023 ("When
 Layers Play the Lottery, all Tickets Win at Initialization"), whose authors' later criterion is ``cka``.
@@ -32,9 +33,12 @@ from ..core.feed import Feed
 from ..core.modes import eval_mode
 from ..errors import InvalidArgumentError, ModelStructureError, PruningError
 from .count import count_macs, count_params
-from .trace import _tensors, call
+from .. import registry
+from .layer_scores.base import LayerContext, cos as _cos, hidden as _hidden
+from .layer_scores.cka import linear_cka  # noqa: F401  (public here since the layer scores were inline)
+from .trace import call
 
-LAYER_SCORES = ("bi", "angular", "cka", "random")
+LAYER_SCORES = ("bi", "angular", "cka", "random")  # the built-in ``layer_score`` components
 
 
 @dataclass
@@ -56,19 +60,6 @@ class LayerReport:
         from dataclasses import asdict
 
         return asdict(self)
-
-
-def _hidden(x: Any) -> torch.Tensor | None:
-    ts = _tensors(x if not hasattr(x, "to_tuple") else x.to_tuple())
-    return ts[0] if ts else None
-
-
-def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean cosine similarity of the feature vectors (last dim for tokens, channels×space for images)."""
-    if a.dim() >= 4:  # N, C, H, W: one vector per sample
-        a, b = a.flatten(1), b.flatten(1)
-    a, b = a.float().reshape(-1, a.shape[-1]), b.float().reshape(-1, b.shape[-1])
-    return torch.nn.functional.cosine_similarity(a, b, dim=-1, eps=1e-8).mean()
 
 
 def _run_blocks(model: nn.Module, blocks: nn.Module, batches: list[Any]) -> tuple[list[float], list[float], list]:
@@ -103,47 +94,6 @@ def _run_blocks(model: nn.Module, blocks: nn.Module, batches: list[Any]) -> tupl
     return [b if ok else None for b, ok in zip(bi, shapes_ok)], shapes_ok, states
 
 
-def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Linear CKA of two representations of the same n examples (rows): ||Yᶜᵀ Xᶜ||²_F / (||Xᶜᵀ Xᶜ||_F ||Yᶜᵀ Yᶜ||_F)
-    with column-centred Xᶜ, Yᶜ (Kornblith et al. 2019); computed through n×n Gram matrices when n is smaller."""
-    x, y = x.double().flatten(1), y.double().flatten(1)
-    x, y = x - x.mean(0), y - y.mean(0)
-    if x.shape[0] < max(x.shape[1], y.shape[1]):
-        kx, ky = x @ x.T, y @ y.T
-        num, dx, dy = (kx * ky).sum(), kx.norm(), ky.norm()
-    else:
-        num, dx, dy = (y.T @ x).norm() ** 2, (x.T @ x).norm(), (y.T @ y).norm()
-    return float(num / (dx * dy)) if dx > 0 and dy > 0 else 0.0
-
-
-def _skip_output(out: Any, inp: torch.Tensor) -> Any:
-    """The block's output with its hidden state replaced by the block's input (the block skipped)."""
-    if isinstance(out, torch.Tensor):
-        return inp
-    if isinstance(out, tuple) and out and isinstance(out[0], torch.Tensor):
-        return (inp, *out[1:])
-    raise ModelStructureError(f"cannot skip a block whose output is a {type(out).__name__}")
-
-
-def _cka_scores(model: nn.Module, blocks: nn.Module, batches: list[Any], removable: list[int]) -> list[float | None]:
-    """1 − linear CKA between the model's output and its output with block i skipped, per removable block."""
-    with torch.no_grad():
-        ref = [_hidden(call(model, x)) for x in batches]
-    scores: list[float | None] = [None] * len(blocks)
-    for i in removable:
-        handle = blocks[i].register_forward_hook(lambda m, args, kwargs, out: _skip_output(out, _hidden((args, kwargs))),
-                                                 with_kwargs=True)
-        try:
-            with torch.no_grad():
-                outs = [_hidden(call(model, x)) for x in batches]
-        finally:
-            handle.remove()
-        a = torch.cat([r.reshape(r.shape[0], -1) if r.dim() < 3 else r.reshape(-1, r.shape[-1]) for r in ref])
-        b = torch.cat([o.reshape(o.shape[0], -1) if o.dim() < 3 else o.reshape(-1, o.shape[-1]) for o in outs])
-        scores[i] = 1.0 - linear_cka(a, b)
-    return scores
-
-
 def prune_layers(model: nn.Module, example_inputs: Any, n: int = 1, importance: str = "bi", *,
                  blocks: str | None = None, data: Any = None, seed: int = 0) -> LayerReport:
     """Remove ``n`` blocks of the list ``blocks`` (found automatically when None) from ``model``, in place.
@@ -152,8 +102,10 @@ def prune_layers(model: nn.Module, example_inputs: Any, n: int = 1, importance: 
     inputs.  Returns a :class:`LayerReport`; on any error the model is unchanged.
     """
     t0 = time.perf_counter()
-    if importance not in LAYER_SCORES:
-        raise InvalidArgumentError(f"layer importance must be one of {LAYER_SCORES}, got {importance!r}")
+    if not isinstance(importance, str) or importance not in registry.names("layer_score"):
+        raise InvalidArgumentError(f"layer importance must be one of {registry.names('layer_score')} (registered "
+                                   f"layer_score components), got {importance!r}")
+    score = registry.build("layer_score", importance)
     path, lst = find_blocks(model, blocks)
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n < len(lst):
         raise InvalidArgumentError(f"n must be an integer in [1, {len(lst) - 1}] (the model has {len(lst)} blocks "
@@ -172,32 +124,8 @@ def prune_layers(model: nn.Module, example_inputs: Any, n: int = 1, importance: 
         if len(removable) < n:
             raise ModelStructureError(f"only {len(removable)} blocks of {path!r} keep their input's shape (a block "
                                       f"that changes it cannot be skipped); asked to remove {n}")
-        scores: list[float | None]
-        if importance == "bi":
-            scores = list(bi)
-            order = sorted(removable, key=lambda i: (scores[i], i))
-            removed = sorted(order[:n])
-        elif importance == "cka":
-            scores = _cka_scores(model, lst, batches, removable)
-            removed = sorted(sorted(removable, key=lambda i: (scores[i], i))[:n])
-        elif importance == "angular":
-            scores = [None] * len(lst)
-            best = None
-            for i in range(len(lst) - n + 1):
-                if not all(ok[i:i + n]):
-                    continue
-                d = sum(float(torch.arccos(_cos(s[i], s[i + n]).clamp(-1, 1)) / torch.pi) for s in states)
-                scores[i] = d / len(states)
-                if best is None or scores[i] < scores[best]:
-                    best = i
-            if best is None:
-                raise ModelStructureError(f"no {n} consecutive blocks of {path!r} all keep their input's shape")
-            removed = list(range(best, best + n))
-        else:
-            gen = torch.Generator().manual_seed(seed)
-            perm = torch.randperm(len(removable), generator=gen).tolist()
-            removed = sorted(removable[p] for p in perm[:n])
-            scores = [None] * len(lst)
+        ctx = LayerContext(model, lst, path, batches, states, bi, removable, seed)
+        removed, scores = score.select(ctx, n)
         _remove(model, path, lst, removed, example_inputs)
         rep = LayerReport(path, removed, scores, importance, params_before, count_params(model), macs_before,
                           count_macs(model, example_inputs), layers_before=len(lst),

@@ -18,55 +18,36 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..allocations.base import LayerInfo, allocate
+from .allocations import build as build_allocation
 from ..core.feed import Feed
 from ..core.finite import all_finite
 from ..core.modes import eval_mode
 from ..errors import (InvalidArgumentError, MissingDataError, ModelStructureError, NonFiniteError, PruningError,
                       UnreachableTargetError)
-from .. import registry
 from .attention import find_adapters, heads_after, set_split_heads, split_modules
 from .count import count_macs, count_params
 from .graph import Space, fix, leaves
 from .importance import Group, ImportanceContext, build as build_importance
 from .hf import sync_config
+from .compensation import resolve as resolve_compensation
+from .plan import Cut, Outcome, StructuredPlan, removals_of
 from .surgery import Undo, apply
 from .trace import Watch, call, trace
 
-ALLOCATIONS = ("uniform", "global")
+ALLOCATIONS = ("uniform", "global")  # the built-in ``structured_allocation`` components
 WIDTH_ATTRS = ("in_features", "out_features", "in_channels", "out_channels", "groups", "num_features",
                "normalized_shape", "num_embeddings", "embedding_dim", "nf", "nx", "num_parameters", "heads",
                "num_heads", "num_key_value_heads", "num_attention_heads", "all_head_size", "embed_dim")
 
 
 @dataclass
-class StructuredReport:
+class StructuredReport(Outcome):
     """What :func:`prune` did.  ``widths``: per module, its size attributes before and after."""
 
-    importance: str
-    allocation: str
-    ratio: float
-    params_before: int
-    params_after: int
-    macs_before: int
-    macs_after: int
-    groups: list[dict[str, Any]] = field(default_factory=list)  # per group: kind, units, kept, members
     widths: dict[str, dict[str, Any]] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)  # groups the importance had no score for
-    fixed: dict[str, int] = field(default_factory=dict)  # why spaces were left whole -> how many
-    warnings: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
-    target: dict[str, float] | None = None
     config_expressible: bool = True  # a Hugging Face config describes the new widths (else: load_pretrained)
     seconds: float = 0.0
-
-    @property
-    def param_ratio(self) -> float:
-        return self.params_after / max(1, self.params_before)
-
-    @property
-    def mac_ratio(self) -> float:
-        return self.macs_after / max(1, self.macs_before)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "param_ratio": self.param_ratio, "mac_ratio": self.mac_ratio}
@@ -105,14 +86,13 @@ def _member_names(space: Space, names: dict[int, str]) -> list[str]:
 
 class _Pruner:
     def __init__(self, model, example_inputs, importance, allocation, round_to, ignore, data, loss_fn, seed,
-                 max_ratio, reduction, options, num_heads=None):
+                 max_ratio, reduction, options, num_heads=None, allocation_options=None):
         if not isinstance(model, nn.Module):
             raise InvalidArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if any(parametrize.is_parametrized(m) for m in model.modules()):
             raise InvalidArgumentError("the model carries pruning masks (parametrizations); call "
                                        "secateurs.finalize(model) before structured pruning")
-        if allocation not in ALLOCATIONS:
-            raise InvalidArgumentError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
+        self.alloc = build_allocation(allocation, allocation_options)
         if round_to is not None and (isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1):
             raise InvalidArgumentError(f"round_to must be a positive integer or None, got {round_to!r}")
         if isinstance(max_ratio, bool) or not isinstance(max_ratio, (int, float)) or not 0 < max_ratio < 1:
@@ -216,23 +196,7 @@ class _Pruner:
 
     def plan(self, ratio: float, clamp: bool = False) -> dict[Space, torch.Tensor]:
         """Channels to drop per space; ``clamp`` (target search) keeps at least one unit instead of failing."""
-        counts: dict[int, int] = {}
-        if self.allocation == "uniform":
-            for i, (g, _) in enumerate(self.scored):
-                counts[i] = int(round(ratio * g.units))
-        else:  # global: one ranking per kind of group (channels, heads), scores normalised by the group mean
-            for kind in sorted({g.kind for g, _ in self.scored}):
-                idx = [i for i, (g, _) in enumerate(self.scored) if g.kind == kind]
-                layers = []
-                for i in idx:
-                    g, s = self.scored[i]
-                    norm = s / s.mean().clamp_min(1e-30)
-                    layers.append(LayerInfo(g.names[0], (g.units,), g.units, lambda n=norm: n))
-                total = sum(l.n_groups for l in layers)
-                floors = [max(1, int(math.ceil(l.n_groups * (1 - self.max_ratio)))) for l in layers]
-                budget = min(int(round(ratio * total)), sum(l.n_groups - f for l, f in zip(layers, floors)))
-                cnt, _ = allocate(registry.build("allocation", "global"), layers, budget, floors, set(), self.seed)
-                counts.update(zip(idx, cnt))
+        counts = self.alloc.counts(self.scored, ratio, self.max_ratio, self.seed)
         out = {}
         for i, (g, s) in enumerate(self.scored):
             n = self._round(g, counts[i])
@@ -248,21 +212,38 @@ class _Pruner:
         return out
 
     # ------------------------------------------------------------------------------------------------ surgery
-    def cut(self, removals: dict[Space, torch.Tensor]) -> Undo:
-        """Surgery, with attention and config bookkeeping; returns the undo of everything it changed."""
+    def cut(self, removals: dict[Space, torch.Tensor], compensate: Callable | None = None) -> Undo:
+        """Surgery, with attention and config bookkeeping, then ``compensate(model, Cut)`` if given; returns the
+        undo of everything it changed."""
         extra = Undo([a.module for a in self.adapters.values()] + split_modules(self.model, self.tr.head_splits))
-        undo, _ = apply(self.model, removals)
+        old = removals_of(removals, self.tr.names, values=True) if compensate is not None else []
+        before = {id(p) for p in self.model.parameters()} if compensate is not None else set()
+        undo, touched = apply(self.model, removals)
         for a in self.adapters.values():
             a.finish()
         set_split_heads(self.model, self.tr.head_splits, removals, set(self.head_hints))
         self.removals = removals
         undo_cfg, self.config_expressible = sync_config(self.model)
+        kept = [(p, p.detach().clone()) for m in touched for p in m._parameters.values()
+                if p is not None and id(p) in before]  # a compensation edits these in place
 
         def both() -> None:
+            with torch.no_grad():
+                for p, v in kept:
+                    p.copy_(v)
             undo_cfg()
             undo()
             extra()
+        if compensate is not None:
+            try:
+                compensate(self.model, Cut(self.model, old, self.group_dicts(removals), self.feed))
+            except Exception:
+                both()
+                raise
         return both
+
+    def group_dicts(self, removals: dict[Space, torch.Tensor]) -> list[dict[str, Any]]:
+        return [_group_dict(g, removals.get(g.space), self.tr.names) for g, _ in self.scored]
 
     def verify(self, undo: Callable[[], None]) -> None:
         """Run the pruned model: it must give outputs of the same shapes, and every head split of a user's own
@@ -360,32 +341,17 @@ def _search(pr: _Pruner, what: str, goal: float, dense: int) -> float:
     return hi
 
 
-def prune(model: nn.Module, example_inputs: Any, ratio: float = 0.5, importance: str = "l2",
-          allocation: str = "uniform", round_to: int | None = None, ignore: Any = None, data: Any = None, *,
-          loss_fn: Callable | None = None, target_macs: float | None = None, target_params: float | None = None,
-          max_ratio: float = 0.9, reduction: str = "sum", seed: int = 0, num_heads: int | dict[str, int] | None = None,
-          **options: Any) -> StructuredReport:
-    """Remove ``ratio`` of the channels/neurons/heads of every dependency group of ``model``, in place.
-
-    ``example_inputs``: a tensor, a tuple of positional inputs or a dict of keyword inputs the model runs on.
-    ``importance``: ``l1``, ``l2`` (default), ``bn_scale``, ``taylor``, ``fpgm``, ``random``, or any engine
-    criterion (``wanda``, ``magnitude``, ``snip``...) summed per unit; ``reduction`` combines the member layers'
-    scores (sum/mean/max).  ``allocation``: ``uniform`` (each group loses ``ratio`` of its units) or ``global``
-    (one ranking across groups of a kind, each group keeping at least ``1 - max_ratio`` of its units).
-    ``round_to``: kept channel counts are multiples of it.  ``ignore``: module-name globs whose outputs are kept.
-    ``data``: batches for data-driven importances.  ``target_macs``/``target_params``: instead of ``ratio``, prune
-    until the MACs/parameters are at most that fraction of the dense model's (bisection over the ratio).
-
-    Returns a :class:`StructuredReport`.  The pruned model runs with plain PyTorch.  On any error the model is left
-    exactly as it was.
-    """
-    t0 = time.perf_counter()
+def _prepare(model, example_inputs, ratio, importance, allocation, round_to, ignore, data, loss_fn, target_macs,
+             target_params, max_ratio, reduction, seed, num_heads, allocation_options, compensate, options):
+    """Everything :func:`prune` and :func:`plan` share: validate, trace, score, allocate, cut and check.  Returns
+    the pruner, the removals, the undo of the checked cut (still in place) and the numbers of the dense model."""
     tm, tp = _check_target("target_macs", target_macs), _check_target("target_params", target_params)
     if tm is not None and tp is not None:
         raise InvalidArgumentError("give target_macs or target_params, not both")
     ratio = _check_ratio(ratio) if tm is None and tp is None else 0.0
+    compensate = resolve_compensation(compensate)
     pr = _Pruner(model, example_inputs, importance, allocation, round_to, ignore, data, loss_fn, seed, max_ratio,
-                 reduction, options, num_heads)
+                 reduction, options, num_heads, allocation_options)
     params_before, widths_before = count_params(model), widths_of(model)
     pr.analyse()
     macs_before = count_macs(model, example_inputs)
@@ -397,23 +363,90 @@ def prune(model: nn.Module, example_inputs: Any, ratio: float = 0.5, importance:
             target = {what: goal}
             ratio = _search(pr, what, goal, macs_before if what == "macs" else params_before)
         removals = pr.plan(ratio, clamp=target is not None)
-        undo = pr.cut(removals)
+        undo = pr.cut(removals, compensate)
         try:
             pr.verify(undo)
             break
         except _Broken as e:
             if not pr.relax(e.module):
                 raise
+    return pr, removals, undo, ratio, target, (params_before, macs_before, widths_before)
+
+
+def _name(allocation: Any) -> str:
+    return allocation if isinstance(allocation, str) else getattr(allocation, "registry_name", type(allocation).__name__)
+
+
+def prune(model: nn.Module, example_inputs: Any, ratio: float = 0.5, importance: str = "l2",
+          allocation: Any = "uniform", round_to: int | None = None, ignore: Any = None, data: Any = None, *,
+          loss_fn: Callable | None = None, target_macs: float | None = None, target_params: float | None = None,
+          max_ratio: float = 0.9, reduction: str = "sum", seed: int = 0, num_heads: int | dict[str, int] | None = None,
+          allocation_options: dict[str, Any] | None = None, compensate: Any = None,
+          **options: Any) -> StructuredReport:
+    """Remove ``ratio`` of the channels/neurons/heads of every dependency group of ``model``, in place.
+
+    ``example_inputs``: a tensor, a tuple of positional inputs or a dict of keyword inputs the model runs on.
+    ``importance``: ``l1``, ``l2`` (default), ``bn_scale``, ``taylor``, ``fpgm``, ``random``, or any engine
+    criterion (``wanda``, ``magnitude``, ``snip``...) summed per unit; ``reduction`` combines the member layers'
+    scores (sum/mean/max).  ``allocation``: a registered ``structured_allocation``: ``uniform`` (each group loses
+    ``ratio`` of its units) or ``global`` (one ranking across groups of a kind, each group keeping at least
+    ``1 - max_ratio`` of its units; ``allocation_options={"normalizer": "lamp"}``: mean, max, standardize, lamp),
+    or an instance of one.  ``round_to``: kept channel counts are multiples of it.  ``ignore``: module-name globs
+    whose outputs are kept.  ``data``: batches for data-driven importances.  ``target_macs``/``target_params``:
+    instead of ``ratio``, prune until the MACs/parameters are at most that fraction of the dense model's
+    (bisection over the ratio).  ``num_heads``: the head count of attention modules that split heads in their
+    own forward (``view(B, T, h, D // h)``), as an int or module-name glob -> int, for when the module's attribute
+    is not named like one (``num_heads``, ``heads``, ``n_head``...).  ``compensate``: a callable
+    ``compensate(model, cut)`` or registered ``compensation`` run right after the cut (:mod:`.compensation`).
+
+    A module whose forward breaks when its widths change (it hard-codes one, or computes its heads from its
+    input's width) keeps those widths, with a warning, and the rest is pruned.  Returns a
+    :class:`StructuredReport`.  The pruned model runs with plain PyTorch.  On any error the model is left exactly
+    as it was.  :func:`plan` gives the same removals without keeping them.
+    """
+    t0 = time.perf_counter()
+    pr, removals, _undo, ratio, target, (params_before, macs_before, widths_before) = _prepare(
+        model, example_inputs, ratio, importance, allocation, round_to, ignore, data, loss_fn, target_macs,
+        target_params, max_ratio, reduction, seed, num_heads, allocation_options, compensate, options)
     rep = StructuredReport(
-        importance=importance, allocation=allocation, ratio=ratio, params_before=params_before,
+        importance=importance, allocation=_name(allocation), ratio=ratio, params_before=params_before,
         params_after=count_params(model), macs_before=macs_before, macs_after=count_macs(model, example_inputs),
-        groups=[_group_dict(g, removals.get(g.space), pr.tr.names) for g, _ in pr.scored],
-        skipped=pr.skipped, fixed=pr.fixed, warnings=list(dict.fromkeys(pr.tr.warnings + [
-            f"the pruned model broke in {m}; the widths it reads were kept" for m in pr.relaxed])),
-        options={**pr.imp.options(), "round_to": round_to, "max_ratio": max_ratio, "seed": seed}, target=target,
-        config_expressible=pr.config_expressible)
+        groups=pr.group_dicts(removals), skipped=pr.skipped, fixed=pr.fixed, warnings=_warnings(pr),
+        options={**pr.imp.options(), **pr.alloc.options(), "round_to": round_to, "max_ratio": max_ratio,
+                 "seed": seed}, target=target, config_expressible=pr.config_expressible)
     after = widths_of(model)
     rep.widths = {n: {"before": widths_before[n], "after": after.get(n, {})} for n in widths_before
                   if after.get(n) != widths_before[n]}
     rep.seconds = time.perf_counter() - t0
     return rep
+
+
+def _warnings(pr: _Pruner) -> list[str]:
+    return list(dict.fromkeys(pr.tr.warnings + [f"the pruned model broke in {m}; the widths it reads were kept"
+                                                for m in pr.relaxed]))
+
+
+def plan(model: nn.Module, example_inputs: Any, sparsity: float = 0.5, importance: str = "l2",
+         allocation: Any = "uniform", round_to: int | None = None, ignore: Any = None, data: Any = None, *,
+         loss_fn: Callable | None = None, target_macs: float | None = None, target_params: float | None = None,
+         max_ratio: float = 0.9, reduction: str = "sum", seed: int = 0, num_heads: int | dict[str, int] | None = None,
+         allocation_options: dict[str, Any] | None = None, **options: Any) -> StructuredPlan:
+    """The dry run of :func:`prune`: the dependency groups, the units each would lose, and per parameter exactly
+    what would be removed (module, parameter, dimension, indices), with the model left as it was.
+
+    Same arguments as :func:`prune` (``sparsity``: its ``ratio``, the fraction of each group's units removed).
+    The plan is the one ``prune`` executes: it is checked the same way, on a trial cut that is undone (so a
+    module that would break keeps its widths here too), and ``prune`` with the same arguments removes exactly
+    ``plan.removals``."""
+    pr, removals, undo, ratio, target, (params_before, macs_before, _) = _prepare(
+        model, example_inputs, sparsity, importance, allocation, round_to, ignore, data, loss_fn, target_macs,
+        target_params, max_ratio, reduction, seed, num_heads, allocation_options, None, options)
+    try:
+        params_after, macs_after = count_params(model), count_macs(model, example_inputs)
+    finally:
+        undo()
+    return StructuredPlan(
+        importance=importance, allocation=_name(allocation), ratio=ratio, params_before=params_before,
+        params_after=params_after, macs_before=macs_before, macs_after=macs_after,
+        groups=pr.group_dicts(removals), removals=removals_of(removals, pr.tr.names), skipped=pr.skipped,
+        fixed=pr.fixed, warnings=_warnings(pr), target=target)
