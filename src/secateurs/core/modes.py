@@ -1,4 +1,5 @@
-"""The one place secateurs changes a model's modes for a while and gives them back: train/eval and requires_grad.
+"""The one place secateurs changes a mode for a while and gives it back: train/eval, requires_grad, torch's thread
+count; and where a model lives (:func:`model_device`).
 
 ``model.train(was)`` is not a restore: it sets *every* submodule to ``was``, so a training model with a frozen
 (eval-mode) BatchNorm comes back with that BatchNorm training again, and its running statistics move on the next
@@ -11,9 +12,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator
 
+import torch
 from torch import nn
 
-__all__ = ["eval_mode", "requires_grad"]
+__all__ = ["eval_mode", "model_device", "num_threads", "requires_grad"]
 
 
 @contextlib.contextmanager
@@ -43,3 +45,28 @@ def requires_grad(params: Iterable[nn.Parameter], flag: bool = True) -> Iterator
     finally:
         for p, was in zip(params, flags):
             p.requires_grad_(was)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a model without parameters)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def num_threads(n: int | None) -> Iterator[None]:
+    """Set torch's intra-op thread count for the duration (None: leave it), then put the old count back."""
+    if n is None:
+        yield
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        from ..errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"num_threads must be an int >= 1 or None, got {n!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -25,10 +25,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..core.modes import eval_mode
+from ..core.modes import eval_mode, model_device
+from ..core.modes import num_threads as num_threads_ctx
 from ..core.progress import progress_bar
 from ..errors import InvalidArgumentError, MissingDataError, ModelStructureError
-from ..zoo.trainer import _device, _threads
 from .kmeans import as_embeddings
 
 __all__ = ["MINILM", "classifier_layer", "embed", "resolve_embeddings", "sentence_embeddings"]
@@ -100,7 +100,7 @@ def _model_embeddings(
 ) -> np.ndarray:
     loader = _loader(data, batch_size)
     n = len(loader.dataset)
-    device = _device(model)
+    device = model_device(model)
     modules = dict(model.named_modules())
     out: np.ndarray | None = None
     captured: list[Tensor] = []
@@ -196,7 +196,7 @@ def sentence_embeddings(
     out = np.empty((n, model.config.hidden_size), dtype=np.float32)
     order = sorted(range(n), key=lambda i: len(texts[i]))
     steps = (n + batch_size - 1) // batch_size
-    with torch.no_grad(), _threads(num_threads), progress_bar(progress, steps, "MiniLM") as advance:
+    with torch.no_grad(), num_threads_ctx(num_threads), progress_bar(progress, steps, "MiniLM") as advance:
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
@@ -252,7 +252,7 @@ def embed(
         from ..zoo import pretrained
 
         encoder = pretrained(encoder, dataset=dataset_name)
-    with _threads(num_threads):
+    with num_threads_ctx(num_threads):
         if isinstance(encoder, nn.Module):
             return _model_embeddings(encoder, data, batch_size, layer, progress)
         if callable(encoder):

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..core.modes import eval_mode
+from ..core.modes import eval_mode, model_device
 from ..core.progress import progress_bar
 from ..errors import InvalidArgumentError
 from .text import TokenData, check_ids_fit, check_vocab, load_token_ids
@@ -37,16 +37,10 @@ def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 @contextlib.contextmanager
 def _evaluating(model: torch.nn.Module, device: str | torch.device | None) -> Iterator[torch.device]:
     """Eval mode, no_grad and (optionally) a device for the duration; training flag and device restored after."""
-    home = _model_device(model)
+    home = model_device(model)
     target = torch.device(device) if device is not None else home
     if target != home:
         model.to(target)

@@ -35,10 +35,11 @@ import torch
 
 from ..core.plan import LayerPlan
 from ..core.select import prune_lowest
+from ..core.modes import num_threads
 from ..errors import NonFiniteError, PatternError
 from ..patterns import NM, Pattern, nm_keep_mask
 from ..registry import option, register
-from .base import Solver
+from .base import Solver, check_selectable
 
 
 @contextmanager
@@ -46,15 +47,8 @@ def _one_thread(device: torch.device) -> Iterator[None]:
     """Run on one thread on CPU.  The column loop's many tiny in-place ops only pay threading overhead (10-100x
     slower on 2 busy cores), and torch 2.13's multi-threaded CPU ``cholesky_inverse`` took 15 s for a 1536² matrix
     where one thread takes 0.06 s (measured here)."""
-    if device.type != "cpu" or torch.get_num_threads() == 1:
+    with num_threads(1 if device.type == "cpu" else None):
         yield
-        return
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def hinv_factor(hessian: torch.Tensor, percdamp: float = 0.01, name: str = "layer") -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,7 +133,9 @@ class SparseGPT(Solver):
         return {"percdamp": self.percdamp, "blocksize": self.blocksize}
 
     def check(self, pattern: Pattern, selecting: bool) -> None:
-        """When it selects N:M itself, groups must not straddle two lazy-update blocks: M must divide blocksize."""
+        """Selecting, SparseGPT chooses single weights or N:M groups (no blocks); N:M groups must not straddle two
+        lazy-update blocks: M must divide blocksize."""
+        check_selectable("sparsegpt", pattern, selecting)
         if selecting and isinstance(pattern, NM) and self.blocksize % pattern.m:
             raise PatternError(f"sparsegpt needs M={pattern.m} to divide blocksize={self.blocksize}")
 

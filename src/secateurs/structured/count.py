@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..core.modes import eval_mode
+from ..core.modes import eval_mode, num_threads
 from ..errors import InvalidArgumentError
 from .trace import call
 
@@ -47,21 +47,15 @@ def latency(models: Sequence[nn.Module], inputs: Any, *, rounds: int = 30, warmu
         raise InvalidArgumentError("clock='thread' measures the calling thread only: use it with threads=1")
     now = time.perf_counter_ns if clock == "wall" else time.thread_time_ns
     rng = random.Random(seed)
-    old = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
     times: list[list[int]] = [[] for _ in models]
-    try:
-        with torch.inference_mode(), contextlib.ExitStack() as modes:
-            for m in models:
-                modes.enter_context(eval_mode(m))
-                for _ in range(warmup):
-                    call(m, inputs)
-            for _ in range(rounds):
-                for i in rng.sample(range(len(models)), len(models)):
-                    t0 = now()
-                    call(models[i], inputs)
-                    times[i].append(now() - t0)
-    finally:
-        torch.set_num_threads(old)
+    with num_threads(threads), torch.inference_mode(), contextlib.ExitStack() as modes:
+        for m in models:
+            modes.enter_context(eval_mode(m))
+            for _ in range(warmup):
+                call(m, inputs)
+        for _ in range(rounds):
+            for i in rng.sample(range(len(models)), len(models)):
+                t0 = now()
+                call(models[i], inputs)
+                times[i].append(now() - t0)
     return [statistics.median(t) / 1e9 for t in times]

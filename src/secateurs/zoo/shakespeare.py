@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, InvalidArgumentError, OutputExistsError
+from ..core.modes import num_threads
 from ..io import atomic_dir, atomic_write_json, atomic_write_text
 from .cache import _default_cache_dir
 
@@ -437,15 +438,9 @@ def build_shakespeare_llama(
     cfg = _resolve_config(config, steps)
     out = check_output_dir(out_dir, overwrite)
 
-    import torch
-
     t0 = time.perf_counter()
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with num_threads(cfg.threads):
         model, tokenizer, meta = _train(cfg, seed, progress)
-    finally:
-        torch.set_num_threads(previous_threads)
     with atomic_dir(out, overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         _save_tokenizer(tokenizer, tmp)

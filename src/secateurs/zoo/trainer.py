@@ -7,42 +7,20 @@ train through their ``original`` tensors like any other parameter.
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from ..core.modes import eval_mode
+from ..core.modes import eval_mode, model_device
+from ..core.modes import num_threads as num_threads_ctx
 from ..core.progress import progress_bar
 from ..errors import InvalidArgumentError
 
 OPTIMIZERS = ("sgd", "adam")
-
-
-def _device(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    return torch.device("cpu")
-
-
-@contextlib.contextmanager
-def _threads(num_threads: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op thread count (no-op for None)."""
-    if num_threads is None:
-        yield
-        return
-    if num_threads < 1:
-        raise InvalidArgumentError(f"num_threads must be >= 1 or None, got {num_threads}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _make_optimizer(
@@ -106,9 +84,9 @@ def fit(
     if isinstance(start_step, bool) or not isinstance(start_step, int) or not 0 <= start_step <= epochs * steps_per_epoch:
         raise InvalidArgumentError(f"start_step must be an integer in [0, {epochs * steps_per_epoch}] (the run's "
                                    f"steps), got {start_step!r}")
-    device = _device(model)
+    device = model_device(model)
     losses: list[float] = []
-    with torch.random.fork_rng(devices=[]), _threads(num_threads):
+    with torch.random.fork_rng(devices=[]), num_threads_ctx(num_threads):
         torch.manual_seed(seed)
         gen = getattr(train_loader, "generator", None)
         if isinstance(gen, torch.Generator):
@@ -171,7 +149,7 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]]) -> dict[
 
     The model's previous train/eval mode (of every submodule) is restored afterwards.
     """
-    device = _device(model)
+    device = model_device(model)
     correct, total_loss, count = 0, 0.0, 0
     with eval_mode(model):
         for x, y in loader:
