@@ -194,3 +194,13 @@ def test_layer_scores_are_registered_components():
         assert rep.removed == [3] and len(model.layers) == 3 and all(b is not last for b in model.layers)
     finally:
         registry._REGISTRY["layer_score"].pop("last_test_only")
+
+
+def test_importance_and_criterion_names_do_not_collide():
+    assert not set(registry.names("importance")) & set(registry.names("criterion"))
+    assert {"group_taylor", "group_random"} <= set(registry.names("importance"))
+    a, b = _mlp(), _mlp()
+    ra = st.prune(a, X, ratio=0.5, importance="random", seed=3)  # the old name: the group importance still
+    rb = st.prune(b, X, ratio=0.5, importance="group_random", seed=3)
+    assert [g["removed"] for g in ra.groups] == [g["removed"] for g in rb.groups]
+    assert ra.importance == "random"

@@ -1,4 +1,6 @@
-"""Group importances (registry kind ``importance``); any engine criterion name works as one too."""
+"""Group importances (registry kind ``importance``); any engine criterion name works as one too.  Names never
+collide with criteria: the group Taylor and random importances are ``group_taylor`` and ``group_random``
+(``taylor`` and ``random`` still select them in :func:`secateurs.structured.prune`)."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,8 +12,16 @@ from . import bn_scale, fpgm, l1, l2, random, taylor  # noqa: F401  (registratio
 from .criterion import CriterionImportance
 
 
+# Group importances whose paper name is also a weight criterion's are registered as group_<name>, so that
+# ``secateurs methods`` lists every name once; the plain names keep meaning the group importance here (as before
+# the rename), while any other criterion name is that criterion summed per unit.
+ALIASES = {"taylor": "group_taylor", "random": "group_random"}
+
+
 def build(name: str, options: dict[str, Any]) -> Importance:
-    """The importance ``name``: a registered one, else an engine criterion reduced per unit."""
+    """The importance ``name``: a registered one (``taylor``/``random``: ``group_taylor``/``group_random``), else
+    an engine criterion reduced per unit."""
+    name = ALIASES.get(name, name)
     if name in registry.names("importance"):
         return registry.build("importance", name, options)
     if name in registry.names("criterion"):

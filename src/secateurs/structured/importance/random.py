@@ -8,7 +8,7 @@ from ...registry import register
 from .base import Importance, ImportanceContext
 
 
-@register("importance", "random")
+@register("importance", "group_random")
 class Random(Importance):
     """Uniform random scores per unit, from ``seed``."""
 

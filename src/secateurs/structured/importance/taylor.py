@@ -28,7 +28,7 @@ def _targets(ctx: ImportanceContext) -> list[Target]:
     return out
 
 
-@register("importance", "taylor")
+@register("importance", "group_taylor")
 class Taylor(Importance):
     """(Σ_unit g·w)², summed over batches; needs data."""
 
