@@ -1,6 +1,7 @@
-"""The one engine: every valid criterion x allocation x pattern x solver on an MLP, a CNN, a ViT-style block stack
-(block by block) and a tiny Llama (through secateurs.llm) — exact sparsity, valid N:M groups, masked weights at
-zero, finite outputs; and bad input leaves each model bit-identical."""
+"""The one engine: all pairs (pairwise coverage, tests/pairwise.py) of model x criterion x allocation x pattern x
+solver, plus known-special triples, on an MLP, a CNN, a ViT-style block stack (block by block) and a tiny Llama
+(through secateurs.llm) — exact sparsity, valid N:M groups and blocks, masked weights at zero, finite outputs; and
+bad input leaves each model bit-identical."""
 from __future__ import annotations
 
 import itertools
@@ -9,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import convnet, mlp, same, snapshot
+from pairwise import all_pairs
 from test_llm_blocks import make_model, rows
 from torch import nn
 
@@ -73,19 +75,53 @@ MODELS = {
 }
 
 
-def _valid(crit, alloc, pat, solver):
+MODEL_NAMES = [*MODELS, "llama"]  # the tiny Llama goes through secateurs.llm, the others through secateurs.prune
+FACTORS = {"model": MODEL_NAMES, "criterion": CRITERIA, "allocation": ALLOCATIONS, "pattern": PATTERNS,
+           "solver": SOLVERS}
+
+
+def _valid(model, crit, alloc, pat, solver):
     if pat == "2:4" and alloc not in ("uniform", "owl"):
         return False  # N:M fixes every layer's density (an error, tested below)
     if crit == "sparsegpt" and solver is None:
         return False  # its own solver is the default: the same run as solver="sparsegpt"
+    if crit == "sparsegpt" and pat == "2x2":
+        return False  # choosing its own mask, SparseGPT selects single weights or N:M, not blocks (tested below)
+    if crit == "synflow" and model in ("vit", "llama"):
+        return False  # synflow re-scores in 100 rounds, which the block-by-block pipeline refuses (tested below)
     return True
 
 
-COMBOS = [c for c in itertools.product(CRITERIA, ALLOCATIONS, PATTERNS, SOLVERS) if _valid(*c)]
+# Known-special triples that pairwise coverage alone would not guarantee: every solver with every pattern (N:M
+# groups, ragged 2x2 edge blocks) on every model, and SparseGPT's own mask selection with each of its patterns per
+# model.
+MUST = [{"model": m, "pattern": p, "solver": s} for m in MODEL_NAMES for p in PATTERNS for s in SOLVERS] + \
+       [{"model": m, "criterion": "sparsegpt", "pattern": p} for m in MODEL_NAMES for p in ("unstructured", "2:4")]
+# All-pairs instead of the Cartesian product (~700 runs): every feasible pair of values of model x criterion x
+# allocation x pattern x solver appears in some run (test_the_combinations_cover_every_pair checks it).
+COMBOS = all_pairs(FACTORS, _valid, MUST)
+
+
+def _id(combo):
+    return "-".join(map(str, combo))
+
+
+def test_the_combinations_cover_every_pair():
+    """An independent check of the generator: every value, every feasible pair, every MUST tuple, all valid."""
+    names = list(FACTORS)
+    assert all(_valid(*c) for c in COMBOS) and len(set(COMBOS)) == len(COMBOS)
+    for i, j in itertools.combinations(range(len(names)), 2):
+        feasible = {(c[i], c[j]) for c in itertools.product(*FACTORS.values()) if _valid(*c)}
+        assert feasible == {(c[i], c[j]) for c in COMBOS}, (names[i], names[j])
+    for partial in MUST:
+        assert any(all(c[names.index(k)] == v for k, v in partial.items()) for c in COMBOS), partial
+    assert all_pairs(FACTORS, _valid, MUST) == COMBOS  # deterministic
+    assert len(COMBOS) < 100
 
 
 def _check(model, report, pattern, sparsity, selecting):
     targets = masked_targets(model) or []
+    assert targets and len(report.layers) == len(targets)
     for layer in report.layers:
         assert 0 <= layer.sparsity <= 1
     if pattern == "2:4":
@@ -98,20 +134,27 @@ def _check(model, report, pattern, sparsity, selecting):
         assert report.sparsity == pytest.approx(sparsity, abs=0.01)
     elif pattern == "2x2":  # exact in whole blocks; ragged edge blocks (9 conv inputs) hold fewer weights
         assert report.sparsity == pytest.approx(sparsity, abs=0.02)
+        for t in targets:  # every 2x2 tile is kept or pruned whole (an odd last row/column: repeated, same tile)
+            keep = t.view2d(get_mask(t))
+            keep = torch.cat([keep, keep[-1:]]) if keep.shape[0] % 2 else keep
+            keep = torch.cat([keep, keep[:, -1:]], 1) if keep.shape[1] % 2 else keep
+            per_tile = keep.reshape(keep.shape[0] // 2, 2, keep.shape[1] // 2, 2).sum((1, 3))
+            assert bool(((per_tile == 0) | (per_tile == 4)).all()), t.name
     else:
         assert abs(report.sparsity - sparsity) <= 1 / report.numel + 1e-12
     for t in targets:  # masked weights are zero in the effective weight
         assert torch.all(t.weight.detach()[~get_mask(t)] == 0)
 
 
-@pytest.mark.parametrize("model_name", list(MODELS))
-@pytest.mark.parametrize("crit,alloc,pattern,solver", COMBOS, ids=["-".join(map(str, c)) for c in COMBOS])
+ENGINE_COMBOS = [c for c in COMBOS if c[0] != "llama"]
+LLM_COMBOS = [c[1:] for c in COMBOS if c[0] == "llama"]
+
+
+@pytest.mark.parametrize("model_name,crit,alloc,pattern,solver", ENGINE_COMBOS, ids=list(map(_id, ENGINE_COMBOS)))
 def test_every_combination(model_name, crit, alloc, pattern, solver):
     model, kw = MODELS[model_name]()
     if pattern == "2:4" and model_name == "cnn":
         kw["ignore"] = ["0"]  # 1 input channel x 3x3 = 9 inputs: not divisible by 4
-    if model_name == "vit" and crit == "synflow":
-        pytest.skip("synflow re-scores in 100 rounds, which the block-by-block pipeline refuses (tested below)")
     data = _batches()
     sparsity = None if pattern == "2:4" else 0.6
     report = secateurs.prune(model, sparsity, method=crit, allocation=alloc, pattern=pattern, data=data,
@@ -121,22 +164,23 @@ def test_every_combination(model_name, crit, alloc, pattern, solver):
         assert torch.isfinite(model(data[0][0])).all()
 
 
-LLM_COMBOS = [c for c in itertools.product([c for c in CRITERIA if c != "synflow"], ALLOCATIONS,
-                                           ["unstructured", "2:4"], SOLVERS) if _valid(*c)]
-
-
-@pytest.mark.parametrize("crit,alloc,pattern,solver", LLM_COMBOS, ids=["-".join(map(str, c)) for c in LLM_COMBOS])
+@pytest.mark.parametrize("crit,alloc,pattern,solver", LLM_COMBOS, ids=list(map(_id, LLM_COMBOS)))
 def test_every_combination_on_a_tiny_llama(crit, alloc, pattern, solver):
     model = make_model("llama")
     ids = rows(4, 16)
     sparsity = None if pattern == "2:4" else 0.6
     report = llm.prune(model, ids, method=crit, sparsity=sparsity, pattern=pattern, allocation=alloc,
                        solver=solver, progress=False)
-    for layer, w in zip(report.layers, _block_weights(model)):
+    weights = _block_weights(model)
+    assert len(report.layers) == len(weights) == 14
+    for layer, w in zip(report.layers, weights):
         assert layer.sparsity == pytest.approx(float((w == 0).float().mean()))
         if pattern == "2:4":
             zeros = (w == 0).reshape(w.shape[0], -1, 4).sum(-1)
             assert int(zeros.min()) >= 4 - int(layer.pattern.split(":")[0])
+        elif pattern == "2x2":  # whole 2x2 tiles are zero or not (a kept tile may hold zeros of its own)
+            tiles = (w != 0).reshape(w.shape[0] // 2, 2, w.shape[1] // 2, 2).any(3).any(1)
+            assert float(1 - tiles.float().mean()) == pytest.approx(layer.sparsity, abs=0.02)
     if pattern == "unstructured" and crit != "sparsegpt" and solver is None:
         assert report.sparsity == pytest.approx(0.6, abs=1 / report.numel)
     else:  # solvers also zero the weights of inputs that never fire; SparseGPT rounds per 128-column block
@@ -161,6 +205,7 @@ BAD = [
     (dict(sparsity=0.5, solver="obs"), "unknown solver"),
     (dict(sparsity=0.5, scope="global", allocation="erk"), "scope='global'"),
     (dict(sparsity=0.5, allocation="owl", owl_lambda=0.3), "too large"),
+    (dict(sparsity=0.5, method="sparsegpt", pattern="2x2"), "sparsegpt selects unstructured or N:M"),
 ]
 
 

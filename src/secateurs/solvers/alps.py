@@ -57,10 +57,10 @@ import torch
 from ..core.finite import all_finite
 from ..core.plan import LayerPlan
 from ..core.select import prune_lowest
-from ..errors import NonFiniteError, PatternError
-from ..patterns import NM, Pattern, Unstructured, nm_keep_mask
+from ..errors import NonFiniteError
+from ..patterns import Pattern, nm_keep_mask
 from ..registry import option, register
-from .base import Solver
+from .base import Solver, check_selectable
 from .sparsegpt import _one_thread
 
 _SELECT_DIRECT = 1 << 24  # up to this many weights, the top-k threshold is found in one selection pass
@@ -339,10 +339,7 @@ class ALPS(Solver):
 
     def check(self, pattern: Pattern, selecting: bool) -> None:
         """Selecting, ALPS projects onto single weights (top-k of the layer) or N:M groups only."""
-        if selecting and not isinstance(pattern, (Unstructured, NM)):
-            raise PatternError(f"alps selects unstructured or N:M supports, not {pattern.name}; pass a scope "
-                               f"(e.g. scope='layer') to choose the {pattern.name} blocks by the criterion and "
-                               f"let alps reconstruct the kept weights")
+        check_selectable("alps", pattern, selecting)
 
     def solve(self, weight2d: torch.Tensor, keep2d: torch.Tensor | None, stats: dict[str, Any], plan: LayerPlan,
               name: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from ..core.plan import LayerPlan
-from ..patterns import Pattern
+from ..errors import PatternError
+from ..patterns import NM, Pattern, Unstructured
 
 
 class Solver:
@@ -31,3 +32,12 @@ class Solver:
               name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the new (out, in) float32 weight (pruned entries exactly 0) and its keep mask."""
         raise NotImplementedError
+
+
+def check_selectable(solver: str, pattern: Pattern, selecting: bool) -> None:
+    """A solver that chooses the mask itself (``keep=None``) selects single weights or N:M groups, never blocks:
+    raise PatternError for a block pattern instead of silently returning an unstructured mask."""
+    if selecting and not isinstance(pattern, (Unstructured, NM)):
+        raise PatternError(f"{solver} selects unstructured or N:M supports, not {pattern.name}; pass a scope "
+                           f"(e.g. scope='layer') to choose the {pattern.name} blocks by the criterion and "
+                           f"let {solver} reconstruct the kept weights")
