@@ -4,7 +4,7 @@ ResNet-20, VGG-11 and MobileNetV2 from the zoo, trained on digits: at 30/50/70% 
 importance with the same (uniform) ratio in every dependency group, the final classifier keeping its outputs.
 Runs per model and ratio, each on its own deep copy of the trained dense model:
 
-* ``secateurs``: ``secateurs.structured.prune(model, x, ratio, importance="l2", allocation="uniform")``;
+* ``secateurs``: ``secateurs.structured.prune(model, x, ratio, method="l2", allocation="uniform")``;
 * ``secateurs round_to=8``: the same with kept widths rounded to multiples of 8 (a CPU-friendly variant);
 * ``secateurs @ peer MACs``: ``target_macs`` set to the peer's MACs, so accuracy is compared at equal MACs
   (the two libraries round a group's kept width differently, so at equal ratios their MACs differ slightly);
@@ -232,7 +232,7 @@ def conv_widths(model: nn.Module) -> list[int]:
 
 # ------------------------------------------------------------------------------------------------ the two pruners
 def prune_ours(model: nn.Module, x: torch.Tensor, ratio: float, **kw: Any) -> dict[str, Any]:
-    rep = prune(model, x, ratio=ratio, importance="l2", allocation="uniform", **kw)
+    rep = prune(model, x, sparsity=ratio, method="l2", allocation="uniform", **kw)
     return {"ratio_used": rep.ratio, "groups": len(rep.groups)}
 
 
@@ -253,7 +253,7 @@ def _vit_case(library: str, variant: str = "") -> dict[str, Any]:
     x, other = torch.randn(8, 1, 8, 8), torch.randn(3, 1, 8, 8)
     before = count_params(model)
     if library == OURS:
-        prune(model, x, ratio=0.5, importance="l2", ignore=["patch_embed"])
+        prune(model, x, sparsity=0.5, method="l2", ignore=["patch_embed"])
     else:
         import torch_pruning as tp
 
@@ -300,7 +300,7 @@ def _llama_case(library: str, variant: str = "") -> dict[str, Any]:
     ids = torch.randint(0, 100, (2, 16))
     before = count_params(model)
     if library == OURS:
-        prune(model, ids, ratio=0.5, importance="l2", ignore=["model.embed_tokens"])
+        prune(model, ids, sparsity=0.5, method="l2", ignore=["model.embed_tokens"])
         return _llama_result(model, before)
     import torch_pruning as tp
 

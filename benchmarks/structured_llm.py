@@ -102,7 +102,7 @@ def main() -> None:
         for ratio in args.ratios:
             model = copy.deepcopy(dense)
             t0 = time.perf_counter()
-            rep = st.prune(model, x, ratio=ratio, importance=importance, ignore=["model.embed_tokens"],
+            rep = st.prune(model, x, sparsity=ratio, method=importance, ignore=["model.embed_tokens"],
                            data=feed if importance == "wanda" else None)
             secs = time.perf_counter() - t0
             heads = [g for g in rep.groups if g["kind"] == "heads"]
@@ -112,7 +112,7 @@ def main() -> None:
                     "intermediate": model.config.intermediate_size})
     for n in args.layers:
         model = copy.deepcopy(dense)
-        rep = st.prune_layers(model, x, n=n, importance="bi", data=[r[None] for r in rows[:8]])
+        rep = st.prune_layers(model, x, n=n, method="bi", data=[r[None] for r in rows[:8]])
         record(f"layers -{n} (BI)", "layers", model, rep.params_after, rep.macs_after,
                {"importance": "bi", "removed_layers": rep.removed, "layers_after": rep.layers_after})
     doc = {"benchmark": "structured_llm", "machine": machine_info(), "model": str(path),

@@ -38,7 +38,7 @@ def check_ratio_zero(model: nn.Module, x, **kw) -> None:
     """Pruning at ratio 0 changes nothing: identical outputs, parameters and widths."""
     before = outputs(model, x)
     n = st.count_params(model)
-    rep = st.prune(model, x, ratio=0.0, **kw)
+    rep = st.prune(model, x, sparsity=0.0, **kw)
     assert rep.params_after == rep.params_before == n
     assert rep.widths == {}
     assert torch.equal(outputs(model, x), before)
@@ -48,7 +48,7 @@ def check_half(model: nn.Module, x, *, equivalent: bool = True, atol: float = 1e
     """Ratio 0.5: a smaller model that runs, fewer MACs, and (where it holds) the outputs of the original with
     the removed units zeroed."""
     original = copy.deepcopy(model)
-    rep = st.prune(model, x, ratio=0.5, **kw)
+    rep = st.prune(model, x, sparsity=0.5, **kw)
     assert rep.params_after < rep.params_before
     assert rep.macs_after < rep.macs_before
     assert rep.groups and any(g["removed"] for g in rep.groups)

@@ -120,7 +120,7 @@ def test_structured_nan_importance_is_non_finite():
         model[0].weight[0, 0, 0, 0] = math.nan
     snap = snapshot(model)
     with pytest.raises(errors.NonFiniteError, match="non-finite scores"):
-        st.prune(model, torch.randn(2, 1, 8, 8), ratio=0.5)
+        st.prune(model, torch.randn(2, 1, 8, 8), sparsity=0.5)
     assert all(torch.equal(a.view(torch.int32), b.view(torch.int32))
                for a, b in zip(model.state_dict().values(), snap[0].values()) if a.is_floating_point())
     assert snap[2] == modes(model) and model[0].out_channels == 8

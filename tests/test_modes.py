@@ -63,7 +63,7 @@ def test_same_oracle_sees_mode_and_requires_grad_changes():
 def test_structured_prune_keeps_frozen_batchnorm_and_parameter():
     model = frozen_convnet()
     before = modes(model)
-    st.prune(model, X, ratio=0.5)
+    st.prune(model, X, sparsity=0.5)
     assert model[0].out_channels == 4  # pruned for real
     _frozen_as_before(model, before)
 

@@ -21,7 +21,7 @@ def test_ratio_outside_range(ratio):
     model = mlp()
     snap = snapshot(model)
     with pytest.raises(InvalidArgumentError, match="ratio"):
-        st.prune(model, X, ratio=ratio)
+        st.prune(model, X, sparsity=ratio)
     assert same(model, snap)
 
 
@@ -29,7 +29,7 @@ def test_ratio_that_empties_a_layer():
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2), nn.ReLU(), nn.Linear(2, 10))
     snap = snapshot(model)
     with pytest.raises(UnreachableTargetError, match="every one of the 2"):
-        st.prune(model, X, ratio=0.8)
+        st.prune(model, X, sparsity=0.8)
     assert same(model, snap)
 
 
@@ -55,15 +55,15 @@ def test_ignore_that_matches_nothing_and_bad_options():
     with pytest.raises(InvalidArgumentError, match="target_macs"):
         st.prune(model, X, target_macs=0)
     with pytest.raises(MissingDataError):
-        st.prune(model, X, importance="taylor")
+        st.prune(model, X, method="taylor")
     with pytest.raises(KeyError, match="unknown importance .l3.*wanda"):
-        st.prune(model, X, importance="l3")
+        st.prune(model, X, method="l3")
     assert same(model, snap)
 
 
 def test_ignore_keeps_a_layers_outputs():
     model = convnet()
-    st.prune(model, X, ratio=0.5, ignore=["0"])
+    st.prune(model, X, sparsity=0.5, ignore=["0"])
     assert model[0].out_channels == 8 and model[3].out_channels == 8
 
 
@@ -90,12 +90,12 @@ def test_hard_coded_widths():
             return self.fc2(h.new_ones(h.shape[0], 32) * h)  # a tensor of fixed width: the tracer keeps fc1 whole
 
     model = Hard(check=False)
-    rep = st.prune(model, X, ratio=0.5)
+    rep = st.prune(model, X, sparsity=0.5)
     assert model.fc1.out_features == 32 and rep.params_after == rep.params_before
     model = Hard(check=True)
     snap = snapshot(model)
     with pytest.raises(ModelStructureError, match="restored"):
-        st.prune(model, X, ratio=0.5)
+        st.prune(model, X, sparsity=0.5)
     assert same(model, snap) and model.fc1.out_features == 32 and model.fc2.in_features == 32
 
 
@@ -112,7 +112,7 @@ def test_unknown_operation_is_left_alone_with_a_warning():
 
     model = Odd()
     with pytest.warns(UserWarning, match="fft_fft|fft"):
-        rep = st.prune(model, X, ratio=0.5)
+        rep = st.prune(model, X, sparsity=0.5)
     assert model.fc1.out_features == 32 and model.fc2.out_features == 16
     assert outputs(model, X).shape == (4, 10) and rep.fixed
 
@@ -125,7 +125,7 @@ def test_weight_importances_rank_the_zeroed_channel_last(importance):
         model[0].bias[3] = 0
         model[1].weight[3] = 0
         model[3].weight[:, 3] = 0
-    rep = st.prune(model, X, ratio=0.5, importance=importance, seed=1)
+    rep = st.prune(model, X, sparsity=0.5, method=importance, seed=1)
     first = next(g for g in rep.groups if any(m["param"] == "0.weight" for m in g["members"]))
     if importance != "random":
         assert 3 in first["removed"]
@@ -135,7 +135,7 @@ def test_weight_importances_rank_the_zeroed_channel_last(importance):
 @pytest.mark.parametrize("importance", ["taylor", "wanda", "snip"])
 def test_data_importances(importance, batches):
     model = convnet().eval()
-    rep = st.prune(model, X, ratio=0.5, importance=importance, data=batches)
+    rep = st.prune(model, X, sparsity=0.5, method=importance, data=batches)
     assert model[0].out_channels == 4 and model[3].out_channels == 8
     assert rep.params_after < rep.params_before
 
@@ -143,21 +143,21 @@ def test_data_importances(importance, batches):
 def test_bn_scale_skips_groups_without_batchnorm():
     model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(288, 16),
                           nn.ReLU(), nn.Linear(16, 10))
-    rep = st.prune(model, X, ratio=0.5, importance="bn_scale")
+    rep = st.prune(model, X, sparsity=0.5, method="bn_scale")
     assert model[0].out_channels == 4 and model[4].out_features == 16 and rep.skipped
 
 
 def test_global_allocation_respects_max_ratio():
     torch.manual_seed(0)
     model = build_model("resnet20").eval()
-    rep = st.prune(model, X, ratio=0.3, allocation="global", max_ratio=0.6)
+    rep = st.prune(model, X, sparsity=0.3, allocation="global", max_ratio=0.6)
     kept = [g["kept"] / g["units"] for g in rep.groups]
     assert min(kept) >= 0.4 and max(kept) - min(kept) > 0.1  # uneven, unlike uniform, within the cap
     model = mlp()
     with torch.no_grad():  # the 100 neurons of the second layer: all but one nearly dead
         model[3].weight[1:] *= 1e-3
         model[5].weight[:, 1:] *= 1e-3
-    rep = st.prune(model, X, ratio=0.5, allocation="global", max_ratio=0.75)
+    rep = st.prune(model, X, sparsity=0.5, allocation="global", max_ratio=0.75)
     assert model[3].out_features == 25  # capped at 75% removed, though its scores ask for more
     removed = sum(g["units"] - g["kept"] for g in rep.groups)
     assert removed == round(0.5 * sum(g["units"] for g in rep.groups))  # the budget is still met exactly
@@ -175,21 +175,21 @@ def test_targets_in_macs_and_params(what):
 def test_round_to_multiple_of_8():
     torch.manual_seed(0)
     model = build_model("resnet20").eval()
-    st.prune(model, X, ratio=0.3, round_to=8)
+    st.prune(model, X, sparsity=0.3, round_to=8)
     assert all(m.out_channels % 8 == 0 for m in model.modules() if isinstance(m, nn.Conv2d))
 
 
 def test_untrained_model_is_pruning_at_initialization():
     torch.manual_seed(0)
     model = build_model("vgg11")  # PreCropping: the same call before training
-    rep = st.prune(model, X, ratio=0.5, importance="random")
+    rep = st.prune(model, X, sparsity=0.5, method="random")
     assert rep.param_ratio < 0.35 and model.training
 
 
 def test_save_and_load_zoo_model(tmp_path):
     torch.manual_seed(0)
     model = build_model("resnet20").eval()
-    rep = st.prune(model, X, ratio=0.5)
+    rep = st.prune(model, X, sparsity=0.5)
     path = st.save(model, tmp_path / "r20", report=rep)
     assert not list(path.glob("*.pt")) and not list(path.glob("*.bin"))
     again = st.load(build_model("resnet20"), path)
@@ -206,7 +206,7 @@ def test_report_is_json():
     import json
 
     model = copy.deepcopy(mlp())
-    rep = st.prune(model, X, ratio=0.25)
+    rep = st.prune(model, X, sparsity=0.25)
     doc = json.loads(json.dumps(rep.to_dict()))
     assert doc["params_after"] == st.count_params(model) and doc["mac_ratio"] < 1
 

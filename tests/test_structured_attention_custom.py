@@ -48,7 +48,7 @@ def test_the_heads_kept_are_the_important_ones(fused):
                 w[:, [1, 3]] *= 10
             blk.attn.proj.weight.view(-1, 4, 8)[:, [1, 3]] *= 10
     original = copy.deepcopy(model)
-    rep = st.prune(model, X, ratio=0.5, importance="l2", ignore=["patch"])
+    rep = st.prune(model, X, sparsity=0.5, method="l2", ignore=["patch"])
     heads = [g for g in rep.groups if g["kind"] == "heads"]
     assert [g["removed"] for g in heads] == [[0, 2], [0, 2]]
     for blk, ref in zip(model.blocks, original.blocks):  # the kept rows are heads 1 and 3 of the original
@@ -59,7 +59,7 @@ def test_the_heads_kept_are_the_important_ones(fused):
 
 def test_embedding_width_pruned_with_the_heads():
     model = _vit()
-    rep = st.prune(model, X, ratio=0.5)
+    rep = st.prune(model, X, sparsity=0.5)
     assert rep.params_after < rep.params_before
     assert model.patch.out_features == 16 and all(b.attn.num_heads == 2 for b in model.blocks)
     assert outputs(model, X).shape == (4, 10) and torch.isfinite(outputs(model, X)).all()
@@ -71,7 +71,7 @@ def test_heads_computed_from_the_input_width_are_kept_and_the_rest_pruned(fused)
     the MLPs are pruned, and the call does not fail."""
     model = _vit(fused=fused, stored=False)
     original = copy.deepcopy(model)
-    rep = st.prune(model, X, ratio=0.5, ignore=["patch"])
+    rep = st.prune(model, X, sparsity=0.5, ignore=["patch"])
     assert rep.params_after < rep.params_before
     assert not [g for g in rep.groups if g["kind"] == "heads"]
     for blk in model.blocks:
@@ -105,11 +105,11 @@ def _counted_vit():
 
 def test_num_heads_hint_names_the_head_count():
     plain = _counted_vit()
-    rep = st.prune(plain, X, ratio=0.5, ignore=["patch"])  # not known to be the head count: heads kept
+    rep = st.prune(plain, X, sparsity=0.5, ignore=["patch"])  # not known to be the head count: heads kept
     assert all(b.attn.n == 4 and b.attn.proj.in_features == 32 for b in plain.blocks)
     assert rep.params_after < rep.params_before
     hinted = _counted_vit()
-    rep = st.prune(hinted, X, ratio=0.5, ignore=["patch"], num_heads={"blocks.*.attn": 4})
+    rep = st.prune(hinted, X, sparsity=0.5, ignore=["patch"], num_heads={"blocks.*.attn": 4})
     assert all(b.attn.n == 2 and b.attn.proj.in_features == 16 for b in hinted.blocks)
     assert [g["kept"] for g in rep.groups if g["kind"] == "heads"] == [2, 2]
     assert outputs(hinted, X).shape == (4, 10)
@@ -120,7 +120,7 @@ def test_bad_num_heads_refused_before_anything_changes(bad):
     model = _vit()
     before = copy.deepcopy(model.state_dict())
     with pytest.raises(InvalidArgumentError):
-        st.prune(model, X, ratio=0.5, num_heads=bad)
+        st.prune(model, X, sparsity=0.5, num_heads=bad)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
@@ -137,6 +137,6 @@ def test_a_module_that_hard_codes_a_width_is_kept():
 
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), Fixed(), nn.ReLU(), nn.Linear(8, 32), nn.ReLU(),
                           nn.Linear(32, 2)).eval()
-    rep = st.prune(model, torch.randn(3, 4), ratio=0.5)
+    rep = st.prune(model, torch.randn(3, 4), sparsity=0.5)
     assert model[2].a.out_features == 16 and model[4].out_features == 16
     assert rep.params_after < rep.params_before

@@ -44,7 +44,7 @@ def test_lamp_normalizer_is_score_over_the_sum_of_scores_at_least_as_large():
 @pytest.mark.parametrize("normalizer", ["mean", "max", "standardize", "lamp"])
 def test_global_allocation_with_each_normalizer(normalizer):
     model = _mlp()
-    rep = st.prune(model, X, ratio=0.5, allocation="global", allocation_options={"normalizer": normalizer})
+    rep = st.prune(model, X, sparsity=0.5, allocation="global", allocation_options={"normalizer": normalizer})
     assert rep.options["normalizer"] == normalizer and rep.allocation == "global"
     assert sum(g["units"] - g["kept"] for g in rep.groups) == 24  # half of the 16 + 32 units, one ranking
     assert all(g["kept"] >= 1 for g in rep.groups) and outputs(model, X).shape == (6, 3)
@@ -79,7 +79,7 @@ def test_plan_is_a_dry_run_of_prune():
                             ("4.weight", 1)}
     assert len(by_name[("0.weight", 0)]) == 8 and by_name[("0.weight", 0)] == by_name[("2.weight", 1)]
     original = copy.deepcopy(model)
-    rep = st.prune(model, X, ratio=0.5)
+    rep = st.prune(model, X, sparsity=0.5)
     assert [g["removed"] for g in rep.groups] == [g["removed"] for g in p.groups]
     keep0 = [i for i in range(16) if i not in by_name[("0.weight", 0)]]
     assert torch.equal(model[0].weight, original[0].weight[keep0])
@@ -106,7 +106,7 @@ def _gated_model():
 
 def test_user_surgery_handler():
     model = _gated_model()
-    rep = st.prune(model, X, ratio=0.5)  # no handler: the stale width breaks it, so its widths are kept
+    rep = st.prune(model, X, sparsity=0.5)  # no handler: the stale width breaks it, so its widths are kept
     assert model[2].weight.shape == (32, 16) and model[2].width == 32
     assert any("broke in 2" in w for w in rep.warnings)
     seen = []
@@ -118,7 +118,7 @@ def test_user_surgery_handler():
     try:
         model = _gated_model()
         original = copy.deepcopy(model)
-        rep = st.prune(model, X, ratio=0.5)
+        rep = st.prune(model, X, sparsity=0.5)
     finally:
         registry._REGISTRY["surgery"].pop(f"{Gated.__module__}.{Gated.__qualname__}")
     assert model[2].weight.shape == (16, 8) and model[2].width == 16 and model[2].gain.shape == (16,)
@@ -148,7 +148,7 @@ def test_compensation_is_called_with_the_removed_channels():
     removed0 = next(r.indices for r in p.removals if r.name == "0.weight" and r.dim == 0)
     removed2 = next(r.indices for r in p.removals if r.name == "2.weight" and r.dim == 0)
     kept2 = [i for i in range(32) if i not in removed2]
-    rep = st.prune(model, X, ratio=0.5, compensate=compensate)
+    rep = st.prune(model, X, sparsity=0.5, compensate=compensate)
     assert len(calls) == 1
     cut = calls[0]
     assert cut.model is model and model[0].out_features == 8  # called after the cut
@@ -168,10 +168,10 @@ def test_a_failing_compensation_leaves_the_model_as_it_was():
             m[4].bias += 1.0  # a kept parameter of a module the cut touched, edited in place
         raise RuntimeError("boom")
     with pytest.raises(RuntimeError, match="boom"):
-        st.prune(model, X, ratio=0.5, compensate=bad)
+        st.prune(model, X, sparsity=0.5, compensate=bad)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     with pytest.raises(InvalidArgumentError):
-        st.prune(model, X, ratio=0.5, compensate=3)
+        st.prune(model, X, sparsity=0.5, compensate=3)
 
 
 def test_layer_scores_are_registered_components():
@@ -190,7 +190,7 @@ def test_layer_scores_are_registered_components():
         model.layers = nn.Sequential(*[nn.Linear(8, 8) for _ in range(4)])
         model.forward = lambda x: model.layers(x)
         last = model.layers[3]
-        rep = st.prune_layers(model.eval(), X, n=1, importance="last_test_only", blocks="layers")
+        rep = st.prune_layers(model.eval(), X, n=1, method="last_test_only", blocks="layers")
         assert rep.removed == [3] and len(model.layers) == 3 and all(b is not last for b in model.layers)
     finally:
         registry._REGISTRY["layer_score"].pop("last_test_only")
@@ -200,7 +200,7 @@ def test_importance_and_criterion_names_do_not_collide():
     assert not set(registry.names("importance")) & set(registry.names("criterion"))
     assert {"group_taylor", "group_random"} <= set(registry.names("importance"))
     a, b = _mlp(), _mlp()
-    ra = st.prune(a, X, ratio=0.5, importance="random", seed=3)  # the old name: the group importance still
-    rb = st.prune(b, X, ratio=0.5, importance="group_random", seed=3)
+    ra = st.prune(a, X, sparsity=0.5, method="random", seed=3)  # the old name: the group importance still
+    rb = st.prune(b, X, sparsity=0.5, method="group_random", seed=3)
     assert [g["removed"] for g in ra.groups] == [g["removed"] for g in rb.groups]
     assert ra.importance == "random"

@@ -53,7 +53,7 @@ def test_fuse_bn_zoo_cnn_keeps_outputs(name: str) -> None:
 def test_fuse_bn_after_structured_prune() -> None:
     torch.manual_seed(0)
     model = _trained_like(build_model("resnet20"))
-    prune(model, _x(8), ratio=0.5, importance="l2")
+    prune(model, _x(8), sparsity=0.5, method="l2")
     fused = copy.deepcopy(model)
     fuse_bn(fused, _x(2))
     with torch.no_grad():

@@ -83,7 +83,7 @@ def test_group_norm_keeps_num_groups():
 def test_other_ratios_keep_equal_group_widths(ratio):
     torch.manual_seed(1)
     model = randomize_bn(ResNeXtish())
-    st.prune(model, X, ratio=ratio)
+    st.prune(model, X, sparsity=ratio)
     for blk in model.blocks:
         assert blk.g.weight.shape[0] % 4 == 0 and blk.g.in_channels % 4 == 0
     assert outputs(model, X).shape == (2, 10)

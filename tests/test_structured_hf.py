@@ -42,7 +42,7 @@ def test_llama_kv_groups_and_mlp():
 
 def test_llama_save_reload_with_plain_transformers(tmp_path):
     model = llama()
-    st.prune(model, {"input_ids": IDS}, ratio=0.5, ignore=["model.embed_tokens"])
+    st.prune(model, {"input_ids": IDS}, sparsity=0.5, ignore=["model.embed_tokens"])
     st.save(model, tmp_path / "m")
     plain = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "m").eval()
     torch.testing.assert_close(outputs(plain, {"input_ids": IDS}), outputs(model, {"input_ids": IDS}))
@@ -91,6 +91,6 @@ def test_gpt2_fused_attention_and_tied_embeddings(tmp_path):
 
 def test_llama_random_importance_never_touches_rotary_buffers():
     model = llama()
-    rep = st.prune(model, {"input_ids": IDS}, ratio=0.3, importance="random", ignore=["model.embed_tokens"])
+    rep = st.prune(model, {"input_ids": IDS}, sparsity=0.3, method="random", ignore=["model.embed_tokens"])
     assert all("rotary" not in m["param"] for g in rep.groups for m in g["members"])
     assert model.model.rotary_emb.inv_freq.numel() == 8 and outputs(model, {"input_ids": IDS}).shape[-1] == 100

@@ -20,7 +20,7 @@ def test_vit_block_influence_removes_the_least_changing_block():
         blocks[2].attn.proj.weight.zero_(); blocks[2].attn.proj.bias.zero_()  # noqa: E702
         blocks[2].mlp.fc2.weight.zero_(); blocks[2].mlp.fc2.bias.zero_()  # noqa: E702
     before = outputs(model, X)
-    rep = st.prune_layers(model, X, n=1, importance="bi")
+    rep = st.prune_layers(model, X, n=1, method="bi")
     assert rep.removed == [2] and rep.scores[2] == pytest.approx(0.0, abs=1e-6)
     assert len(model.blocks) == 3 and model.blocks[2] is blocks[3]
     torch.testing.assert_close(outputs(model, X), before)  # removing an identity block changes nothing
@@ -30,13 +30,13 @@ def test_vit_block_influence_removes_the_least_changing_block():
 def test_angular_removes_consecutive_blocks_and_random_is_seeded():
     torch.manual_seed(0)
     model = build_model("vit").eval()
-    rep = st.prune_layers(model, X, n=2, importance="angular")
+    rep = st.prune_layers(model, X, n=2, method="angular")
     assert rep.removed[1] == rep.removed[0] + 1 and len(model.blocks) == 2
     def removed(seed, global_seed):
         net = build_model("vit")
         torch.manual_seed(global_seed)  # only `seed` may matter, and the global RNG is left where it was
         state = torch.get_rng_state()
-        out = st.prune_layers(net, X, n=2, importance="random", seed=seed).removed
+        out = st.prune_layers(net, X, n=2, method="random", seed=seed).removed
         assert torch.equal(torch.get_rng_state(), state)
         return out
 
@@ -75,7 +75,7 @@ def test_bad_layer_arguments():
     with pytest.raises(InvalidArgumentError, match="n must be"):
         st.prune_layers(model, X, n=4)
     with pytest.raises(InvalidArgumentError, match="layer importance"):
-        st.prune_layers(model, X, n=1, importance="bogus")
+        st.prune_layers(model, X, n=1, method="bogus")
     assert len(model.blocks) == 4
 
 
@@ -96,7 +96,7 @@ def test_cka_removes_the_block_whose_absence_changes_the_output_least():
         blocks[1].attn.proj.weight.zero_(); blocks[1].attn.proj.bias.zero_()  # noqa: E702
         blocks[1].mlp.fc2.weight.zero_(); blocks[1].mlp.fc2.bias.zero_()  # noqa: E702
     before = outputs(model, X)
-    rep = st.prune_layers(model, X, n=1, importance="cka")
+    rep = st.prune_layers(model, X, n=1, method="cka")
     assert rep.removed == [1] and rep.scores[1] == pytest.approx(0.0, abs=1e-6)
     assert all(s > 1e-4 for i, s in enumerate(rep.scores) if i != 1 and s is not None)
     torch.testing.assert_close(outputs(model, X), before)
@@ -106,12 +106,12 @@ def test_cka_on_resnet_stage_and_llama_layers():
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     model = build_model("resnet20").eval()
-    rep = st.prune_layers(model, X, n=1, importance="cka", blocks="layer3")
+    rep = st.prune_layers(model, X, n=1, method="cka", blocks="layer3")
     assert rep.scores[0] is None and rep.removed[0] in (1, 2) and len(model.layer3) == 2
     cfg = transformers.LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_attention_heads=2,
                                    num_key_value_heads=2, num_hidden_layers=4, max_position_embeddings=32)
     llama = transformers.LlamaForCausalLM(cfg).eval()
     ids = torch.randint(0, 100, (2, 8), generator=torch.Generator().manual_seed(0))
-    rep = st.prune_layers(llama, {"input_ids": ids}, n=1, importance="cka")
+    rep = st.prune_layers(llama, {"input_ids": ids}, n=1, method="cka")
     assert all(s is not None and 0 <= s <= 1 for s in rep.scores)
     assert rep.removed == [min(range(4), key=lambda i: rep.scores[i])] and llama.config.num_hidden_layers == 3

@@ -33,3 +33,15 @@ def test_gmp_final_sparsity_is_a_deprecated_alias():
     assert a.sparsity_at(10) == b.sparsity_at(10) == pytest.approx(0.8)
     with pytest.raises(secateurs.InvalidArgumentError):
         GradualMagnitude(_mlp(), sparsity=0.8, final_sparsity=0.8, start_step=0, end_step=10, frequency=1)
+
+
+def test_structured_prune_ratio_and_importance_are_deprecated_aliases():
+    import secateurs.structured as st
+
+    x = torch.randn(2, 8)
+    a, b = _mlp(), _mlp()
+    ra = st.prune(a, x, sparsity=0.5, method="l1")
+    with pytest.warns(DeprecationWarning, match="ratio= is deprecated"):
+        rb = st.prune(b, x, ratio=0.5, importance="l1")
+    assert ra.params_after == rb.params_after < ra.params_before
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))

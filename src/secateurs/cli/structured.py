@@ -18,11 +18,15 @@ app = typer.Typer(no_args_is_help=True, add_completion=False)
 def prune_cmd(
     model: str = typer.Option("resnet20", help="zoo model name (trained dense on the data set, cached)"),
     dataset: str = typer.Option("digits", help="data set to evaluate and fine-tune on"),
-    ratio: float = typer.Option(0.5, help="fraction of each group's channels/neurons/heads removed, in [0, 1)"),
-    importance: str = typer.Option("l2", help="l1 | l2 | bn_scale | taylor | fpgm | random | any criterion"),
+    ratio: float = typer.Option(0.5, "--sparsity", "--ratio",
+                                help="fraction of each group's channels/neurons/heads removed, in [0, 1) (--ratio: "
+                                     "its older name)"),
+    importance: str = typer.Option("l2", "--method", "--importance",
+                                   help="l1 | l2 | bn_scale | taylor | fpgm | random | any criterion (--importance: "
+                                        "its older name)"),
     allocation: str = typer.Option("uniform", help="uniform | global"),
     round_to: Optional[int] = typer.Option(None, help="kept channel counts are multiples of this (e.g. 8)"),
-    target_macs: Optional[float] = typer.Option(None, help="instead of --ratio: prune until MACs <= this fraction"),
+    target_macs: Optional[float] = typer.Option(None, help="instead of --sparsity: prune until MACs <= this fraction"),
     ignore: list[str] = typer.Option([], help="module-name glob whose outputs keep their width (repeatable)"),
     finetune_epochs: int = typer.Option(0, help="epochs of fine-tuning after pruning"),
     finetune_lr: float = typer.Option(0.01, help="fine-tuning learning rate"),
@@ -48,7 +52,7 @@ def prune_cmd(
     example = next(iter(test_loader))[0][:1]
     pruned = copy.deepcopy(dense)
     calib = calibration_batches(data, n_per_class=10, seed=seed, batch_size=50)
-    report = structured.prune(pruned, example, ratio=ratio, importance=importance, allocation=allocation,
+    report = structured.prune(pruned, example, sparsity=ratio, method=importance, allocation=allocation,
                               round_to=round_to, ignore=list(ignore) or None, data=calib, target_macs=target_macs,
                               seed=seed, **parse_options(option))
     rows = {"dense": evaluate(dense, test_loader), "pruned": evaluate(pruned, test_loader)}

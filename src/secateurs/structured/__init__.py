@@ -1,8 +1,8 @@
 """Structured pruning: physically remove channels, neurons, heads and whole blocks from any architecture.
 
-    report = secateurs.structured.prune(model, example_inputs, ratio=0.5, importance="l2")
+    report = secateurs.structured.prune(model, example_inputs, sparsity=0.5, method="l2")
     plan = secateurs.structured.plan(model, example_inputs, 0.5)   # dry run: groups and exactly what would go
-    report = secateurs.structured.prune_layers(model, example_inputs, n=2, importance="bi")  # whole blocks
+    report = secateurs.structured.prune_layers(model, example_inputs, n=2, method="bi")  # whole blocks
     secateurs.structured.register_surgery(MyLayer, handler)   # re-read a user layer's sizes after the cut
     secateurs.structured.save(model, "out/"); model = secateurs.structured.load(fresh_model, "out/")
     fast = secateurs.structured.for_inference(model, example_inputs)   # BatchNorm folded into the convs

@@ -31,6 +31,7 @@ from torch import nn
 from ..core.blocks import _resolve, find_blocks
 from ..core.feed import Feed
 from ..core.modes import eval_mode
+from .._compat import renamed
 from ..errors import InvalidArgumentError, ModelStructureError, PruningError
 from .count import count_macs, count_params
 from .. import registry
@@ -94,7 +95,8 @@ def _run_blocks(model: nn.Module, blocks: nn.Module, batches: list[Any]) -> tupl
     return [b if ok else None for b, ok in zip(bi, shapes_ok)], shapes_ok, states
 
 
-def prune_layers(model: nn.Module, example_inputs: Any, n: int = 1, importance: str = "bi", *,
+@renamed(importance="method")
+def prune_layers(model: nn.Module, example_inputs: Any, n: int = 1, method: str = "bi", *,
                  blocks: str | None = None, data: Any = None, seed: int = 0) -> LayerReport:
     """Remove ``n`` blocks of the list ``blocks`` (found automatically when None) from ``model``, in place.
 
@@ -102,6 +104,7 @@ def prune_layers(model: nn.Module, example_inputs: Any, n: int = 1, importance: 
     inputs.  Returns a :class:`LayerReport`; on any error the model is unchanged.
     """
     t0 = time.perf_counter()
+    importance = method  # the layer score (``importance=`` is its deprecated name)
     if not isinstance(importance, str) or importance not in registry.names("layer_score"):
         raise InvalidArgumentError(f"layer importance must be one of {registry.names('layer_score')} (registered "
                                    f"layer_score components), got {importance!r}")

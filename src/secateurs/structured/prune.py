@@ -22,6 +22,7 @@ from .allocations import build as build_allocation
 from ..core.feed import Feed
 from ..core.finite import all_finite
 from ..core.modes import eval_mode
+from .._compat import renamed
 from ..errors import (InvalidArgumentError, MissingDataError, ModelStructureError, NonFiniteError, PruningError,
                       UnreachableTargetError)
 from .attention import find_adapters, heads_after, set_split_heads, split_modules
@@ -377,16 +378,18 @@ def _name(allocation: Any) -> str:
     return allocation if isinstance(allocation, str) else getattr(allocation, "registry_name", type(allocation).__name__)
 
 
-def prune(model: nn.Module, example_inputs: Any, ratio: float = 0.5, importance: str = "l2",
+@renamed(ratio="sparsity", importance="method")
+def prune(model: nn.Module, example_inputs: Any, sparsity: float = 0.5, method: str = "l2",
           allocation: Any = "uniform", round_to: int | None = None, ignore: Any = None, data: Any = None, *,
           loss_fn: Callable | None = None, target_macs: float | None = None, target_params: float | None = None,
           max_ratio: float = 0.9, reduction: str = "sum", seed: int = 0, num_heads: int | dict[str, int] | None = None,
           allocation_options: dict[str, Any] | None = None, compensate: Any = None,
           **options: Any) -> StructuredReport:
-    """Remove ``ratio`` of the channels/neurons/heads of every dependency group of ``model``, in place.
+    """Remove the fraction ``sparsity`` of the channels/neurons/heads of every dependency group of ``model``, in
+    place (``ratio=`` and ``importance=`` are the deprecated names of ``sparsity=`` and ``method=``).
 
     ``example_inputs``: a tensor, a tuple of positional inputs or a dict of keyword inputs the model runs on.
-    ``importance``: ``l1``, ``l2`` (default), ``bn_scale``, ``taylor``, ``fpgm``, ``random``, or any engine
+    ``method`` (the importance): ``l1``, ``l2`` (default), ``bn_scale``, ``taylor``, ``fpgm``, ``random``, or any engine
     criterion (``wanda``, ``magnitude``, ``snip``...) summed per unit; ``reduction`` combines the member layers'
     scores (sum/mean/max).  ``allocation``: a registered ``structured_allocation``: ``uniform`` (each group loses
     ``ratio`` of its units) or ``global`` (one ranking across groups of a kind, each group keeping at least
@@ -405,8 +408,9 @@ def prune(model: nn.Module, example_inputs: Any, ratio: float = 0.5, importance:
     as it was.  :func:`plan` gives the same removals without keeping them.
     """
     t0 = time.perf_counter()
+    importance = method
     pr, removals, _undo, ratio, target, (params_before, macs_before, widths_before) = _prepare(
-        model, example_inputs, ratio, importance, allocation, round_to, ignore, data, loss_fn, target_macs,
+        model, example_inputs, sparsity, importance, allocation, round_to, ignore, data, loss_fn, target_macs,
         target_params, max_ratio, reduction, seed, num_heads, allocation_options, compensate, options)
     rep = StructuredReport(
         importance=importance, allocation=_name(allocation), ratio=ratio, params_before=params_before,
@@ -426,7 +430,8 @@ def _warnings(pr: _Pruner) -> list[str]:
                                                 for m in pr.relaxed]))
 
 
-def plan(model: nn.Module, example_inputs: Any, sparsity: float = 0.5, importance: str = "l2",
+@renamed(ratio="sparsity", importance="method")
+def plan(model: nn.Module, example_inputs: Any, sparsity: float = 0.5, method: str = "l2",
          allocation: Any = "uniform", round_to: int | None = None, ignore: Any = None, data: Any = None, *,
          loss_fn: Callable | None = None, target_macs: float | None = None, target_params: float | None = None,
          max_ratio: float = 0.9, reduction: str = "sum", seed: int = 0, num_heads: int | dict[str, int] | None = None,
@@ -434,10 +439,11 @@ def plan(model: nn.Module, example_inputs: Any, sparsity: float = 0.5, importanc
     """The dry run of :func:`prune`: the dependency groups, the units each would lose, and per parameter exactly
     what would be removed (module, parameter, dimension, indices), with the model left as it was.
 
-    Same arguments as :func:`prune` (``sparsity``: its ``ratio``, the fraction of each group's units removed).
+    Same arguments as :func:`prune` (``sparsity``: the fraction of each group's units removed).
     The plan is the one ``prune`` executes: it is checked the same way, on a trial cut that is undone (so a
     module that would break keeps its widths here too), and ``prune`` with the same arguments removes exactly
     ``plan.removals``."""
+    importance = method
     pr, removals, undo, ratio, target, (params_before, macs_before, _) = _prepare(
         model, example_inputs, sparsity, importance, allocation, round_to, ignore, data, loss_fn, target_macs,
         target_params, max_ratio, reduction, seed, num_heads, allocation_options, None, options)
