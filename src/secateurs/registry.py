@@ -26,6 +26,7 @@ _PACKAGES = {
     "pattern": "secateurs.patterns",
     "statistic": "secateurs.core.stats",
     "scope": "secateurs.core.scope",
+    "executor": "secateurs.core.executors",
     "model": "secateurs.zoo",
     "dataset": "secateurs.zoo",
     "solver": "secateurs.solvers",
