@@ -1,6 +1,7 @@
 """The Shakespeare split, the Shakespeare Llama build (tiny recipe), MiniLM's location and `secateurs zoo`."""
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -37,10 +38,32 @@ def texts():
     return {split: shakespeare_texts(split) for split in SHAKESPEARE_SPLITS}
 
 
+# The tiny builds tokenize the first 20,000 characters of each play: the whole corpus (4.2M characters, 2.9M
+# tokens) costs ~20 s of tokenizer training and encoding per process, and nothing checked here depends on its length.
+SHORT_PLAY = 20_000
+
+
+@contextlib.contextmanager
+def short_plays(texts):
+    """Builds inside see each play cut to SHORT_PLAY characters (the tokenizer cache is cleared on both sides)."""
+    short = {split: [t[:SHORT_PLAY] for t in plays] for split, plays in texts.items()}
+    shakespeare._tokenized_plays.cache_clear()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(shakespeare, "shakespeare_texts", lambda split: list(short[split]))
+            yield
+    finally:
+        shakespeare._tokenized_plays.cache_clear()
+
+
+def tiny(texts, out, **kw):
+    with short_plays(texts):
+        return build_shakespeare_llama(out, progress=False, config=TINY, **kw)
+
+
 @pytest.fixture(scope="module")
-def tiny_build(tmp_path_factory):
-    out = tmp_path_factory.mktemp("zoo") / "tiny-llama"
-    return build_shakespeare_llama(out, seed=0, progress=False, config=TINY)
+def tiny_build(tmp_path_factory, texts):
+    return tiny(texts, tmp_path_factory.mktemp("zoo") / "tiny-llama", seed=0)
 
 
 # ---------------------------------------------------------------------------------------------------- texts
@@ -119,13 +142,13 @@ def test_tiny_build_round_trips_through_plain_transformers(tiny_build):
     assert meta["splits"]["heldout"] == list(SHAKESPEARE_SPLITS["heldout"])
 
 
-def test_build_is_deterministic_and_refuses_to_overwrite(tiny_build):
+def test_build_is_deterministic_and_refuses_to_overwrite(tiny_build, texts):
     with pytest.raises(OutputExistsError):
-        build_shakespeare_llama(tiny_build, progress=False, config=TINY)
+        tiny(texts, tiny_build)
     from safetensors.torch import load_file
 
     first = load_file(str(tiny_build / "model.safetensors"))
-    build_shakespeare_llama(tiny_build, progress=False, overwrite=True, config=TINY)
+    tiny(texts, tiny_build, overwrite=True)
     again = load_file(str(tiny_build / "model.safetensors"))
     assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
 
@@ -156,15 +179,16 @@ def test_cached_model_is_reused(tmp_path, tiny_build, monkeypatch):
 # ---------------------------------------------------------------------------------------------------- CLI
 
 
-def test_cli_build_json(tmp_path, monkeypatch):
+def test_cli_build_json(tmp_path, monkeypatch, texts):
     built = []
 
-    def tiny(out, seed=0, overwrite=False, progress=True):
+    def build(out, seed=0, overwrite=False, progress=True):
         built.append(out)
-        return build_shakespeare_llama(out, seed=seed, overwrite=overwrite, progress=progress, config=TINY)
+        with short_plays(texts):
+            return build_shakespeare_llama(out, seed=seed, overwrite=overwrite, progress=progress, config=TINY)
 
     monkeypatch.setitem(zoo_cli.BUILDERS, "shakespeare-llama",
-                        (tiny, lambda: tmp_path / "cache" / "llama", "tiny"))
+                        (build, lambda: tmp_path / "cache" / "llama", "tiny"))
     runner = CliRunner()
     res = runner.invoke(zoo_cli.app, ["build", "shakespeare-llama", "--out", str(tmp_path / "m"), "--json"])
     assert res.exit_code == 0, res.output
