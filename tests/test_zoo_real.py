@@ -7,6 +7,7 @@ import gzip
 import importlib.metadata as md
 import importlib.util
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -122,6 +123,9 @@ def test_interrupted_conversion_leaves_no_cache_entry_and_the_next_call_rebuilds
         gguf_llm.pretrained_llm("smollm2-135m", cache_dir=tmp_path, progress=False)
     zoo_dir = tmp_path / "zoo"
     assert list(zoo_dir.iterdir()) == []  # neither the entry nor its temporary folder
+    killed = zoo_dir / ".smollm2-135m-k.tmp-killed"  # what a SIGKILLed conversion leaves: removed when stale
+    killed.mkdir()
+    os.utime(killed, (0, 0))
 
     def complete(folder, gguf, name, progress):
         for f in ("config.json", "model.safetensors", "tokenizer_config.json"):
@@ -131,6 +135,7 @@ def test_interrupted_conversion_leaves_no_cache_entry_and_the_next_call_rebuilds
     monkeypatch.setattr(gguf_llm, "_convert_into", complete)
     path = gguf_llm.pretrained_llm("smollm2-135m", cache_dir=tmp_path, progress=False)
     assert path == zoo_dir / "smollm2-135m-k" and gguf_llm._complete(path) and not (path / "x.gguf").exists()
+    assert not killed.exists()
     assert json.loads((path / gguf_llm.META_FILE).read_text())["quantization"] == "Q4_1"
     (path / gguf_llm.META_FILE).unlink()  # an incomplete entry (not written by us) is rebuilt
     assert gguf_llm.pretrained_llm("smollm2-135m", cache_dir=tmp_path, progress=False) == path
@@ -205,13 +210,14 @@ def test_gemma_chunks_join_into_the_packaged_sha256(tmp_path, monkeypatch):
 
 
 def _synthetic_images() -> torch.Tensor:
-    """A few deterministic 224x224 images unlike one another: stripes, a blob, colour gradients, noise."""
+    """A few deterministic 128x128 images unlike one another: stripes, a blob, colour gradients, noise (128, not
+    224, to keep the test fast; every stride-2 input stays even, where TF "SAME" padding is the same as at 224)."""
     g = torch.Generator().manual_seed(0)
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, 224), torch.linspace(0, 1, 224), indexing="ij")
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 128), torch.linspace(0, 1, 128), indexing="ij")
     imgs = [torch.stack([(torch.sin(xx * 40) > 0).float(), yy, 1 - yy]),
             torch.stack([torch.exp(-((xx - .5) ** 2 + (yy - .5) ** 2) * 20)] * 3) * torch.tensor([1., .6, .2]).view(3, 1, 1),
             torch.stack([xx, xx * yy, 1 - xx]),
-            torch.rand(3, 224, 224, generator=g),
+            torch.rand(3, 128, 128, generator=g),
             torch.stack([(torch.sin(yy * 25) * torch.sin(xx * 25) > 0).float()] * 3)]
     x = torch.stack(imgs)
     mean = torch.tensor(zoo.efficientnet.IMAGENET_MEAN).view(1, 3, 1, 1)

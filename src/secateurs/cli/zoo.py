@@ -55,7 +55,8 @@ def _describe(name: str, summary: dict[str, Any]) -> str:
     if summary["heldout_perplexity"] is not None:
         return (f"{head}, held-out perplexity {summary['heldout_perplexity']:.2f} "
                 f"(unigram {summary['unigram_perplexity']:.1f})")
-    return f"{head}, float32 dequantized from the {summary['quantization']} GGUF of {summary['source']}"
+    packages = ", ".join(f"{d}=={v}" for d, v in (summary["source"] or {}).items())
+    return f"{head}, float32 dequantized from the {summary['quantization']} GGUF of {packages}"
 
 
 @app.command("build")

@@ -215,6 +215,25 @@ def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, overw
     return out
 
 
+_STALE_SECONDS = 6 * 3600  # a conversion takes minutes: a temporary folder this old belongs to a killed process
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporary folders (``.<name>.tmp-*``, see :func:`secateurs.io.atomic_dir`) that a conversion
+    killed outright (SIGKILL, power loss) left beside ``path``; an exception already removes its own."""
+    import shutil
+
+    if not path.parent.is_dir():
+        return
+    now = time.time()
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        try:
+            if now - tmp.stat().st_mtime > _STALE_SECONDS:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def _complete(path: Path) -> bool:
     return all((path / f).is_file() for f in _NEEDED)
 
@@ -262,6 +281,7 @@ def pretrained_llm(name: str, cache_dir: str | os.PathLike | None = None, progre
     path = pretrained_llm_path(name, cache_dir)
     if _complete(path):
         return path
+    _remove_stale_temporaries(path)
     try:
         return build_pretrained_llm(name, path, overwrite=path.exists(), progress=progress)
     except OutputExistsError:
