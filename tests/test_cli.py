@@ -112,6 +112,7 @@ def test_prune_out_follows_the_overwrite_policy(runner, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["existing.json", "existing.safetensors", "run"]
 
 
+@pytest.mark.usefixtures("quick_lenet5")
 def test_structured_prune_takes_importance_options(runner):
     base = ["structured", "prune", "--model", "lenet5", "--ratio", "0.5", "--importance", "l1", "--json"]
     res = runner.invoke(app, [*base, "--option", "reduction=max"])

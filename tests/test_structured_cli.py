@@ -9,7 +9,7 @@ from secateurs.cli.app import app
 from secateurs.zoo import build_model
 
 
-pytestmark = pytest.mark.usefixtures("shared_cache")
+pytestmark = pytest.mark.usefixtures("shared_cache", "quick_lenet5")
 
 
 def test_json_finetune_and_save(runner, tmp_path):
