@@ -219,16 +219,16 @@ _STALE_SECONDS = 6 * 3600  # a conversion takes minutes: a temporary folder this
 
 
 def _remove_stale_temporaries(path: Path) -> None:
-    """Delete the temporary folders (``.<name>.tmp-*``, see :func:`secateurs.io.atomic_dir`) that a conversion
-    killed outright (SIGKILL, power loss) left beside ``path``; an exception already removes its own."""
+    """Delete the temporary folders (``.<name>.*``, see :func:`secateurs.io.atomic_dir`) that a conversion killed
+    outright (SIGKILL, power loss) left beside ``path``; an exception already removes its own."""
     import shutil
 
     if not path.parent.is_dir():
         return
     now = time.time()
-    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+    for tmp in path.parent.glob(f".{path.name}.*"):
         try:
-            if now - tmp.stat().st_mtime > _STALE_SECONDS:
+            if tmp.is_dir() and now - tmp.stat().st_mtime > _STALE_SECONDS:
                 shutil.rmtree(tmp, ignore_errors=True)
         except OSError:
             pass
