@@ -42,7 +42,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "vgg11": {"lr": 0.05, "epochs": 30},
     "vit": {"optimizer": "adam", "lr": 5e-4, "weight_decay": 0.05, "epochs": 50},
     # Fashion-MNIST's 60,000 images: a few epochs of Adam (see the convnet module for the timing)
-    "convnet": {"optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0, "batch_size": 128, "epochs": 4},
+    "convnet": {"optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0, "batch_size": 128, "epochs": 3},
 }
 _FIT_KEYS = ("lr", "optimizer", "weight_decay", "momentum", "num_threads")
 
