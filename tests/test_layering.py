@@ -19,6 +19,7 @@ LAYERS = {  # layer of a module by its package (first match on the dotted name w
     "secateurs.llm": 3, "secateurs.structured": 3, "secateurs.schedules": 3, "secateurs.data": 3,
     "secateurs.experiment": 3,
     "secateurs.zoo": 4,
+    "secateurs.recipes": 4,  # the harness: resolves zoo names, drives every front door
     "secateurs.cli": 5, "secateurs.__main__": 5, "secateurs": 5,
 }
 NAMES = {0: "primitives", 1: "components", 2: "engine", 3: "front doors", 4: "zoo", 5: "CLI / package root"}

@@ -29,11 +29,12 @@ from .errors import (
     UnreachableTargetError,
 )
 from .io import load, save
+from .recipes import Recipe, RecipeError
 
 from ._version import __version__
 
 __all__ = [
     "prune", "PruneSpec", "run_spec", "plan_masks", "MaskPlan", "finalize", "sparsity", "save", "load", "PruneReport", "PruningError", "InvalidArgumentError",
     "UnknownNameError", "PatternError", "NoTargetsError", "MissingDataError", "NonFiniteError",
-    "UnreachableTargetError", "CheckpointError", "ModelStructureError", "OutputExistsError", "__version__",
+    "UnreachableTargetError", "CheckpointError", "ModelStructureError", "OutputExistsError", "Recipe", "RecipeError", "__version__",
 ]

@@ -115,6 +115,22 @@ def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> Non
         set_mask(t, get_mask(t))
 
 
+def random_layer_masks(model: nn.Module, targets: list[Target], kept: list[int], seed: int) -> nn.Module:
+    """A random mask keeping exactly ``kept[i]`` weights of ``targets[i]`` of ``model``, layer by layer: the
+    random-pruning control at given layer-wise densities (open_lth ``randomly_prune``, ``layerwise``; Liu et al.
+    2022, "The Unreasonable Effectiveness of Random Pruning").  Drawn by the engine's ``random`` criterion, one
+    layer at a time at that layer's sparsity (seed ``seed * 1000 + i`` for layer ``i``); a layer with no weight
+    kept gets an all-false mask, a layer with all of them is left as it is.  Shared by the lottery ticket's
+    control and the recipes' ``random_mask`` control."""
+    for i, (t, k) in enumerate(zip(targets, kept)):
+        if k == 0:  # a layer global pruning removed entirely: nothing to choose
+            set_mask(t, torch.zeros(t.shape, dtype=torch.bool, device=t.leaf.device))
+        elif k < t.numel:
+            prune(model, (t.numel - k) / t.numel, method="random", allocation="uniform",
+                  targets=_exact({t.name}), seed=seed * 1_000 + i)
+    return model
+
+
 class LotteryTicket(Schedule):
     """Iterative magnitude pruning with rewinding (Frankle & Carbin 2019; Frankle et al. 2020; Renda et al. 2020).
 
@@ -312,13 +328,7 @@ class LotteryTicket(Schedule):
                                            f"unpruned model")
             set_mask(t, torch.ones(t.shape, dtype=torch.bool, device=t.leaf.device), zero=False)
         load_model_state(other, self.round_start)
-        for i, (t, kept) in enumerate(zip(theirs, self.remaining())):
-            if kept == 0:  # a layer global pruning removed entirely: nothing to choose
-                set_mask(t, torch.zeros(t.shape, dtype=torch.bool, device=t.leaf.device))
-            elif kept < t.numel:
-                prune(other, (t.numel - kept) / t.numel, method="random", allocation="uniform",
-                      targets=_exact({t.name}), seed=seed * 1_000 + i)
-        return other
+        return random_layer_masks(other, theirs, self.remaining(), seed)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "round": self.round}
