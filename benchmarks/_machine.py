@@ -21,15 +21,20 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _mem_total_bytes() -> int | None:
+def proc_kib_field(path: str, key: str) -> int | None:
+    """A ``Key:   N kB`` field of a /proc file (``/proc/meminfo``, ``/proc/self/status``) in bytes; None off Linux."""
     try:
-        with open("/proc/meminfo") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("MemTotal:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
     return None
+
+
+def _mem_total_bytes() -> int | None:
+    return proc_kib_field("/proc/meminfo", "MemTotal")
 
 
 def machine_info() -> dict:

@@ -15,7 +15,7 @@ from torch import nn
 import secateurs
 from secateurs.core import select
 from secateurs.core.masks import get_mask_module
-from secateurs.core.select import count_pruned_split, keep_masks, kth_threshold, prune_lowest
+from secateurs.core.select import count_pruned_split, flat_nonzero, keep_masks, kth_threshold, prune_lowest
 from secateurs.patterns import parse
 
 
@@ -147,6 +147,17 @@ def test_prune_lowest_above_the_limit(small_limits):
     assert got.shape == s.shape and int(got.sum()) == 2222
     assert torch.equal(~got.reshape(-1), oracle_keep([s], 2222)[0])
     assert small_limits["hit"] == 1
+
+
+@pytest.mark.parametrize("n", [70_000, 1 << 17, (1 << 18) + 5])
+@pytest.mark.parametrize("density", [0.0, 1e-4, 3e-3, 0.05, 0.5])
+def test_flat_nonzero_equals_nonzero(n, density):
+    g = torch.Generator().manual_seed(n)
+    b = torch.rand(n, generator=g) < density
+    b[-1] = density > 0.01  # the tail past the last whole int64 word
+    assert torch.equal(flat_nonzero(b), torch.nonzero(b).view(-1))
+    assert torch.equal(flat_nonzero(b[8:]), torch.nonzero(b[8:]).view(-1))  # a view at an 8-aligned offset
+    assert torch.equal(flat_nonzero(b[3:]), torch.nonzero(b[3:]).view(-1))  # and a misaligned one
 
 
 # --------------------------------------------------------------------------------------- through the engine
