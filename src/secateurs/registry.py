@@ -34,6 +34,7 @@ _PACKAGES = {
     "structured_allocation": "secateurs.structured.allocations",
     "layer_score": "secateurs.structured.layer_scores",
     "compensation": "secateurs.structured.compensation",
+    "llm_structured": "secateurs.llm.structured",
     "surgery": "secateurs.structured.surgery",
     "schedule": "secateurs.schedules",
     "scorer": "secateurs.data",

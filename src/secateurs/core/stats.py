@@ -14,6 +14,8 @@ the unfolded patches ``in_channels x kernel`` for Conv1d/Conv2d (as SparseGPT's 
   lib/layerwrapper.py ``sum_metric_row``): tokens-per-sample × the mean of input j.
 * ``var_row`` — the variance of input j over tokens (DSnoT's ``var``): within each sequence, averaged over
   sequences weighted by their tokens, as the reference; over all rows pooled for flat (one-token) samples.
+* ``mean_var_row`` — the mean and variance of input j over every token pooled (FLAP, An et al. 2024: the
+  fluctuation metric and the bias compensation of structured LLM pruning, :mod:`secateurs.llm.structured.flap`).
 
 A sample is a sequence for (batch, tokens, features) inputs and a row for (batch, features) inputs; statistics
 are kept in float32 whatever the model's dtype.
@@ -34,7 +36,7 @@ from ..errors import ModelStructureError
 from ..registry import get, register
 from .targets import LINEAR_TYPES, Target
 
-__all__ = ["ScalerRow", "Hessian", "input_columns", "check_collectable", "collect"]
+__all__ = ["ScalerRow", "Hessian", "MeanVarRow", "pooled_update", "input_columns", "check_collectable", "collect"]
 
 
 class Statistic:
@@ -138,14 +140,43 @@ class VarRow(Statistic):
             return
         if tokens == 0:
             return
-        mean = x.mean(dim=0)  # one-token samples: pooled over all rows (Chan, Golub & LeVeque 1979)
-        m2 = ((x - mean) ** 2).sum(dim=0)
-        n, total = self.ntokens, self.ntokens + tokens
-        delta = mean - self._mean
-        m2_all = self.value * n + m2 + delta ** 2 * (n * tokens / total)
-        self._mean = self._mean + delta * (tokens / total)
-        self.value = m2_all / total
-        self.ntokens = total
+        self._mean, self.value, self.ntokens = pooled_update(self._mean, self.value, self.ntokens, x)
+
+
+def pooled_update(mean: torch.Tensor, var: torch.Tensor, n: int,
+                  x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Fold the rows of ``x`` (tokens, columns) into a running per-column (mean, population variance) of ``n`` rows
+    (Chan, Golub & LeVeque 1979, the parallel update): exact whatever the batch sizes."""
+    tokens = x.shape[0]
+    if tokens == 0:
+        return mean, var, n
+    m = x.mean(dim=0)
+    m2 = ((x - m) ** 2).sum(dim=0)
+    total = n + tokens
+    delta = m - mean
+    m2_all = var * n + m2 + delta ** 2 * (n * tokens / total)
+    return mean + delta * (tokens / total), m2_all / total, total
+
+
+@register("statistic", "mean_var_row")
+class MeanVarRow(Statistic):
+    """Per input column: the mean (``mean``) and population variance (``value``) over *every* calibration token
+    pooled, the statistics of FLAP (An et al. 2024, eq. 5-7; CASIA-IVA-Lab/FLAP lib/layerwrapper.py ``BiasGPT``:
+    ``baseline_inp`` is the mean, ``fluc_inp`` the fluctuation).  The reference streams an approximation (the sum
+    over a sample's tokens of the squared deviation from the running mean, the first sample left out); this is the
+    exact pooled value by :func:`pooled_update`, the same up to a constant factor in the limit, which FLAP's
+    per-layer standardisation removes."""
+
+    def __init__(self, cols: int, device: torch.device):
+        super().__init__(cols, device)
+        self.value = torch.zeros(cols, device=device, dtype=torch.float32)
+        self.mean = torch.zeros(cols, device=device, dtype=torch.float32)
+        self.ntokens = 0
+
+    def add(self, x: torch.Tensor, nseq: int) -> None:
+        x = x.reshape(-1, x.shape[-1]).float()
+        self.nsamples += nseq
+        self.mean, self.value, self.ntokens = pooled_update(self.mean, self.value, self.ntokens, x)
 
 
 def _conv_geometry(mod: nn.Module) -> tuple[tuple[int, ...], ...] | None:
