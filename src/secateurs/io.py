@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
@@ -26,7 +27,6 @@ from .core.targets import Target
 from .errors import CheckpointError, OutputExistsError
 
 MASK_SUFFIX = ".__mask__"
-_BITS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
 
 
 # ------------------------------------------------------------------------------------------ the one writer
@@ -124,20 +124,91 @@ def save_safetensors_atomic(path: str | os.PathLike, tensors: dict[str, torch.Te
     return path
 
 
-def pack_bits(mask: torch.Tensor) -> torch.Tensor:
-    """Bool tensor -> uint8 tensor of ceil(n/8) bytes (MSB first)."""
-    flat = mask.reshape(-1).to(torch.uint8).cpu()
-    pad = (-flat.numel()) % 8
-    flat = torch.cat([flat, flat.new_zeros(pad)]).reshape(-1, 8)
-    return (flat * _BITS).sum(1, dtype=torch.uint8)
+def pack_bits(values: torch.Tensor, bits: int = 1) -> torch.Tensor:
+    """Pack ``values`` (a bool tensor for ``bits=1``, else small unsigned integers ``< 2**bits``; ``bits`` in 1, 2,
+    4) in flat row-major order into a uint8 tensor of ``ceil(n * bits / 8)`` bytes, first value in the most
+    significant bits (``bits=1``: :func:`numpy.packbits`, 8 weights per byte, MSB first)."""
+    if bits not in (1, 2, 4):
+        raise ValueError(f"bits must be 1, 2 or 4, got {bits}")
+    flat = values.detach().reshape(-1).cpu()
+    if bits == 1:
+        return torch.from_numpy(np.packbits(flat.to(torch.bool).numpy()))
+    per = 8 // bits
+    flat = flat.to(torch.uint8)
+    pad = (-flat.numel()) % per
+    if pad:
+        flat = torch.cat([flat, flat.new_zeros(pad)])
+    groups = flat.reshape(-1, per)
+    out = groups[:, 0] << (8 - bits)
+    for j in range(1, per):
+        out |= groups[:, j] << (8 - bits * (j + 1))
+    return out
 
 
-def unpack_bits(packed: torch.Tensor, shape: list[int]) -> torch.Tensor:
+def unpack_bits(packed: torch.Tensor, shape: list[int] | tuple[int, ...], bits: int = 1) -> torch.Tensor:
+    """Inverse of :func:`pack_bits`: a bool tensor of ``shape`` for ``bits=1``, else uint8 values."""
+    if bits not in (1, 2, 4):
+        raise ValueError(f"bits must be 1, 2 or 4, got {bits}")
     n = 1
     for s in shape:
-        n *= s
-    bits = (packed.reshape(-1, 1) & _BITS).ne(0).reshape(-1)
-    return bits[:n].reshape(shape)
+        n *= int(s)
+    raw = packed.reshape(-1).cpu()
+    if bits == 1:
+        return torch.from_numpy(np.unpackbits(raw.numpy(), count=n).view(np.bool_)).reshape(shape)
+    per = 8 // bits
+    shifts = torch.tensor([8 - bits * (j + 1) for j in range(per)], dtype=torch.uint8)
+    vals = (raw.reshape(-1, 1) >> shifts) & (2 ** bits - 1)
+    return vals.reshape(-1)[:n].reshape(shape)
+
+
+SAFETENSORS_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+                      torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+                      torch.uint8: "U8", torch.bool: "BOOL"}
+
+
+class SafetensorsStream:
+    """Write a safetensors file one tensor at a time, in the declared order, holding one tensor in memory.
+
+    ``specs`` maps each name, in writing order, to its ``(dtype, shape)``; the header (with every offset) is
+    written first, then :meth:`write` appends each tensor's bytes (safetensors format: 8-byte little-endian header
+    length, JSON header padded with spaces to a multiple of 8, then the raw little-endian data).  Used inside
+    :func:`atomic_file`; :meth:`close` checks that every declared tensor was written."""
+
+    def __init__(self, path: str | os.PathLike, specs: dict[str, tuple[torch.dtype, list[int]]],
+                 metadata: dict[str, str] | None = None):
+        header: dict[str, Any] = {}
+        if metadata:
+            header["__metadata__"] = dict(metadata)
+        offset = 0
+        self._order: list[tuple[str, torch.dtype, list[int], int]] = []
+        for name, (dtype, shape) in specs.items():
+            shape = [int(s) for s in shape]
+            n = 1
+            for s in shape:
+                n *= s
+            size = n * torch.empty((), dtype=dtype).element_size()
+            header[name] = {"dtype": SAFETENSORS_DTYPES[dtype], "shape": shape, "data_offsets": [offset, offset + size]}
+            self._order.append((name, dtype, shape, size))
+            offset += size
+        raw = json.dumps(header, separators=(",", ":")).encode()
+        raw += b" " * ((-len(raw)) % 8)
+        self._f = open(path, "wb")
+        self._f.write(len(raw).to_bytes(8, "little") + raw)
+        self._next = 0
+
+    def write(self, name: str, tensor: torch.Tensor) -> None:
+        """Append ``tensor`` (the next declared one: same name, dtype and shape)."""
+        want, dtype, shape, size = self._order[self._next]
+        if name != want or tensor.dtype != dtype or list(tensor.shape) != shape:
+            raise ValueError(f"expected {want} {dtype} {shape}, got {name} {tensor.dtype} {list(tensor.shape)}")
+        if size:
+            self._f.write(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
+        self._next += 1
+
+    def close(self) -> None:
+        self._f.close()
+        if self._next != len(self._order):
+            raise ValueError(f"{len(self._order) - self._next} declared tensors were not written")
 
 
 def _plain_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -1,7 +1,8 @@
 """``secateurs llm``: post-training pruning and perplexity of local Hugging Face language models.
 
 ``secateurs llm prune --model DIR --method sparsegpt --sparsity 0.5 --pattern 2:4 --allocation owl
---calibration FILE --nsamples 128 --seqlen 256 --out DIR [--overwrite] [--eval-text FILE] [--json]`` and
+--calibration FILE --nsamples 128 --seqlen 256 --out DIR [--format dense|bitmask] [--overwrite] [--eval-text FILE]
+[--json]`` and
 ``secateurs llm eval --model DIR --text FILE [--seqlen N] [--json]``.  Errors print one line on stderr and exit 2;
 the output directory is checked before anything is loaded or pruned.
 """
@@ -73,6 +74,8 @@ def prune_cmd(
     batch_size: int = typer.Option(1, "--batch-size", help="calibration rows per block forward"),
     device: Optional[str] = typer.Option(None, help="cpu | cuda (default: cuda when available)"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run with the same arguments"),
+    format: str = typer.Option("dense", "--format", help="dense (plain transformers loads it) | bitmask (compressed "
+                                                         "sparse tensors; secateurs.llm.load_pruned loads it)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON document on stdout, nothing else"),
 ) -> None:
     """Prune a local model with calibration data and save it (zeros baked in) with secateurs.json.
@@ -82,9 +85,12 @@ def prune_cmd(
     run.  --eval-text loads the whole model (dense, then pruned) to measure perplexity.
     """
     from ..llm import prune_checkpoint
-    from ..llm.output import check_output_dir
+    from ..llm.output import _check_format, check_output_dir
 
     check_output_dir(out_dir, overwrite)  # before anything is loaded or pruned
+    _check_format(format)
+    # bitmask: the streamed prune writes a dense directory beside the output, compressed shard by shard after
+    dense_dir = out_dir if format == "dense" else out_dir.parent / f".{out_dir.name}.dense"
     _readable(calibration, "--calibration")
     _readable(eval_text, "--eval-text")
     options = parse_options(option, owl_lambda=owl_lambda, owl_m=owl_m, percdamp=percdamp)
@@ -102,18 +108,25 @@ def prune_cmd(
         lm, tokenizer = _load(model)
         ppl["dense"] = perplexity(lm, eval_text, tokenizer=tokenizer, seqlen=eval_seqlen or seqlen)
         del lm
-    report = prune_checkpoint(model, out_dir, calibration, method=method, sparsity=sparsity, pattern=pattern,
+    report = prune_checkpoint(model, dense_dir, calibration, method=method, sparsity=sparsity, pattern=pattern,
                               allocation=allocation, nsamples=nsamples, seqlen=seqlen, device=device, seed=seed,
                               progress=not as_json, blocks=blocks, batch_size=batch_size, scope=scope,
-                              solver=solver, resume=resume, overwrite=overwrite, **options)
+                              solver=solver, resume=resume, overwrite=overwrite or dense_dir != out_dir, **options)
     saved = out_dir
     if eval_text is not None:
-        lm, tokenizer = _load(out_dir)
+        lm, tokenizer = _load(dense_dir)
         ppl["pruned"] = perplexity(lm, eval_text, tokenizer=tokenizer, seqlen=eval_seqlen or seqlen)
-        _record_perplexities(out_dir, ppl)
+        _record_perplexities(dense_dir, ppl)
+    if dense_dir != out_dir:
+        import shutil
+
+        from ..llm import compress_checkpoint
+
+        compress_checkpoint(dense_dir, out_dir, overwrite=overwrite)
+        shutil.rmtree(dense_dir)
     if as_json:
-        emit_json({"out": str(saved), "overall_sparsity": report.overall_sparsity, "perplexity": ppl or None,
-                   "report": report.to_dict()})
+        emit_json({"out": str(saved), "format": format, "overall_sparsity": report.overall_sparsity,
+                   "perplexity": ppl or None, "report": report.to_dict()})
         return
     out.print(report.table())
     if ppl:

@@ -6,7 +6,9 @@ prunes the linear layers of a transformer's repeated blocks with any criterion o
 ``uniform``-ly, by ``owl`` (Yin et al. 2023) or any other allocation, in the sequential block-by-block order of
 the references; ``save_pruned`` writes a ``save_pretrained`` directory plus ``secateurs.json`` atomically;
 ``perplexity`` and ``embedding_fidelity`` measure the result (:mod:`secateurs.llm.evaluate`);
-``prune_checkpoint(model_dir, out_dir, calibration, ...)`` does the same to a checkpoint larger than memory,
+``prune_structured(model, calibration, method="flap"|"width"|"shortgpt", sparsity=0.2)`` removes heads, MLP
+neurons or whole layers so that the model is really smaller (:mod:`secateurs.llm.structured`), reloaded by plain
+``from_pretrained`` or, for per-layer widths, ``load_pruned``; ``prune_checkpoint(model_dir, out_dir, calibration, ...)`` does the same to a checkpoint larger than memory,
 streaming it block by block (:mod:`secateurs.llm.stream`).
 """
 from __future__ import annotations
@@ -14,11 +16,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.blocks import find_blocks, find_linears
-from .output import check_output_dir, save_pruned
+from .output import check_output_dir, compress_checkpoint, load_pruned, save_pruned
 from .prune import LayerReport, PruneReport, prune
 from .stream import prune_checkpoint
+from .structured import StructuredReport, prune_structured
 
-__all__ = ["prune", "prune_checkpoint", "perplexity", "embedding_fidelity", "save_pruned", "check_output_dir", "PruneReport",
+__all__ = ["prune", "prune_structured", "StructuredReport", "prune_checkpoint", "perplexity", "embedding_fidelity", "save_pruned", "load_pruned", "compress_checkpoint",
+           "check_output_dir", "PruneReport",
            "LayerReport", "find_blocks", "find_linears"]
 
 

@@ -32,7 +32,7 @@ from ..core.blocks import find_blocks
 from ..core.finite import all_finite
 from ..errors import CheckpointError, InvalidArgumentError, NonFiniteError, OutputExistsError
 from ..io import atomic_write_json, check_output_dir, replace_dir, save_safetensors_atomic
-from .output import INFO_FILE, library_versions
+from .output import INFO_FILE, config_and_class, library_versions
 
 STATE_FILE = "secateurs-stream-state.json"
 INDEX_FILE = "model.safetensors.index.json"
@@ -204,10 +204,6 @@ def prune_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, c
     layer's scores at once and are refused — ``scope``, ``solver``, options...), plus ``resume`` (continue an interrupted run
     with the same arguments) and ``overwrite`` (replace an existing ``out_dir``).
     """
-    from transformers import AutoConfig
-
-    import transformers
-
     from .prune import check_arguments, prune
     from .text import load_local_tokenizer
 
@@ -221,14 +217,7 @@ def prune_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, c
         raise OutputExistsError(f"an interrupted run left {work}; pass resume=True (--resume) to continue it, or "
                                 f"delete it to start over")
     shards = Shards(src)
-    try:
-        config = AutoConfig.from_pretrained(src, local_files_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"cannot read {src / 'config.json'}: {e}") from e
-    arch = (getattr(config, "architectures", None) or [None])[0]
-    cls = getattr(transformers, arch, None) if arch else None
-    if cls is None:
-        raise CheckpointError(f"config.json of {src} names no transformers architecture ({arch!r})")
+    config, cls = config_and_class(src)
     with torch.device("meta"):
         model = cls(config)
     model.eval()
