@@ -213,6 +213,8 @@ class Recipe(_Strict):
     def label(self) -> str:
         """A short human name of the run (progress lines, report legends)."""
         what = self.control or self.resolved_method
+        if self.control == "dense":
+            return f"{self.family}/dense seed={self.seed}"
         sp = self.pattern if self.resolved_sparsity is None else f"{self.resolved_sparsity:g}"
         return f"{self.family}/{what} sparsity={sp} seed={self.seed}"
 

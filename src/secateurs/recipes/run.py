@@ -53,7 +53,7 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path | None = None, *, progress: 
 def execute(recipe: Recipe, progress: bool = False) -> dict[str, Any]:
     """Run ``recipe`` (no cache) and return its result row."""
     row = {"family": recipe.family, "model": recipe.model, "data": recipe.data, "method": recipe.resolved_method,
-           "control": recipe.control, "seed": recipe.seed, "target_sparsity": recipe.resolved_sparsity,
+           "control": recipe.control, "seed": recipe.seed, "target_sparsity": 0.0 if recipe.control == "dense" else recipe.resolved_sparsity,
            "pattern": recipe.pattern, "allocation": recipe.allocation, "label": recipe.label()}
     fn = {"weights": _weights, "schedule": _schedule, "structured": _structured, "data": _data,
           "llm": _llm}[recipe.family]
