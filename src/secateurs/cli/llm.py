@@ -51,7 +51,8 @@ def _record_perplexities(out_dir: Path, ppl: dict[str, float]) -> None:
 @handle_errors
 def prune_cmd(
     model: Path = typer.Option(..., "--model", help="local save_pretrained directory (nothing is downloaded)"),
-    method: str = typer.Option("wanda", help="criterion: wanda | sparsegpt | gblm | magnitude | ... (secateurs methods)"),
+    method: str = typer.Option("wanda", help="criterion: wanda | sparsegpt | gblm | magnitude | ... (secateurs methods); "
+                                             "structured: flap | width | shortgpt | angular"),
     sparsity: Optional[float] = typer.Option(None, help="fraction of block weights removed (0.5; implied by N:M)"),
     pattern: str = typer.Option("unstructured", help='"unstructured" or N:M such as "2:4", "4:8"'),
     allocation: str = typer.Option("uniform", help="uniform | owl | global | erk | ..."),
@@ -94,6 +95,12 @@ def prune_cmd(
     _readable(calibration, "--calibration")
     _readable(eval_text, "--eval-text")
     options = parse_options(option, owl_lambda=owl_lambda, owl_m=owl_m, percdamp=percdamp)
+    from ..registry import names
+
+    if method in names("llm_structured"):  # flap | width | shortgpt | angular: heads, neurons or layers removed
+        _prune_structured(model, method, sparsity, calibration, nsamples, seqlen, seed, out_dir, overwrite, eval_text,
+                          eval_seqlen, options, blocks, batch_size, device, format, as_json)
+        return
     if sparsity is None and ":" not in pattern:
         sparsity = 0.5
     from ..core.spec import PruneSpec
@@ -153,3 +160,40 @@ def eval_cmd(
         emit_json({"perplexity": value})
     else:
         out.print(f"perplexity {value:.4f}")
+
+
+def _prune_structured(model: Path, method: str, sparsity: Optional[float], calibration: Optional[Path], nsamples: int,
+                      seqlen: Optional[int], seed: int, out_dir: Path, overwrite: bool, eval_text: Optional[Path],
+                      eval_seqlen: Optional[int], options: dict, blocks: Optional[str], batch_size: int,
+                      device: Optional[str], format: str, as_json: bool) -> None:
+    """``llm prune --method flap|width|shortgpt|angular``: secateurs.llm.prune_structured on the whole loaded model
+    (sparsity = fraction of the blocks' parameters, default 0.2 unless --option remove_layers=N or widths are
+    given), saved with save_pruned (per-layer widths recorded for load_pruned)."""
+    from ..llm import prune_structured, save_pruned
+    from ..registry import check_options
+
+    check_options("llm_structured", method, options)  # before anything is loaded
+    if sparsity is None and not {"remove_layers", "heads", "intermediate"} & set(options):
+        sparsity = 0.2
+    lm, tokenizer = _load(model, "causal")
+    ppl: dict[str, float] = {}
+    if eval_text is not None:
+        from ..llm import perplexity
+
+        ppl["dense"] = perplexity(lm, eval_text, tokenizer=tokenizer, seqlen=eval_seqlen or seqlen)
+    report = prune_structured(lm, calibration, method, sparsity, tokenizer=tokenizer, nsamples=nsamples,
+                              seqlen=seqlen, device=device, seed=seed, progress=not as_json, blocks=blocks,
+                              batch_size=batch_size, **options)
+    if eval_text is not None:
+        ppl["pruned"] = perplexity(lm, eval_text, tokenizer=tokenizer, seqlen=eval_seqlen or seqlen)
+    save_pruned(lm, tokenizer, out_dir, report, perplexities=ppl, overwrite=overwrite, format=format)
+    if as_json:
+        emit_json({"out": str(out_dir), "sparsity": report.sparsity, "params_before": report.params_before,
+                   "params_after": report.params_after, "stock_config": report.stock_config,
+                   "perplexity": ppl or None, "report": report.to_dict()})
+        return
+    out.print(report.table())
+    if ppl:
+        out.print("perplexity " + ", ".join(f"{k} {v:.3f}" for k, v in ppl.items()))
+    err.print(f"saved {out_dir}" + ("" if report.stock_config else " (per-layer widths: load with "
+                                                                   "secateurs.llm.load_pruned)"))
