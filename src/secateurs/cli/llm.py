@@ -3,7 +3,9 @@
 ``secateurs llm prune --model DIR --method sparsegpt --sparsity 0.5 --pattern 2:4 --allocation owl
 --calibration FILE --nsamples 128 --seqlen 256 --out DIR [--format dense|bitmask] [--overwrite] [--eval-text FILE]
 [--json]`` and
-``secateurs llm eval --model DIR --text FILE [--seqlen N] [--json]``.  Errors print one line on stderr and exit 2;
+``secateurs llm eval --model DIR --text FILE [--seqlen N] [--json]`` and
+``secateurs llm recover --model DIR --text FILE --steps N --out DIR [--train biases,norms,lora]
+[--distill logits --teacher DIR] [--json]``.  Errors print one line on stderr and exit 2;
 the output directory is checked before anything is loaded or pruned.
 """
 from __future__ import annotations
@@ -37,13 +39,18 @@ def _readable(path: Optional[Path], what: str) -> None:
 
 def _record_perplexities(out_dir: Path, ppl: dict[str, float]) -> None:
     """Add the measured perplexities to the output's secateurs.json (atomically)."""
+    _record_info(out_dir, perplexities=ppl)
+
+
+def _record_info(out_dir: Path, **entries: object) -> None:
+    """Set top-level entries of the output's secateurs.json (atomically)."""
     import json
 
     from ..io import atomic_write_json
 
     info = out_dir / "secateurs.json"
     doc = json.loads(info.read_text())
-    doc["perplexities"] = ppl
+    doc.update(entries)
     atomic_write_json(info, doc, indent=2, default=str)
 
 
@@ -160,6 +167,87 @@ def eval_cmd(
         emit_json({"perplexity": value})
     else:
         out.print(f"perplexity {value:.4f}")
+
+
+def _load_saved(model_dir: Path):
+    """A model directory as ``save_pruned`` wrote it (bitmask weights or per-layer widths through
+    ``llm.load_pruned``, in float32) or a plain one; returns the model, its tokenizer and its secateurs.json."""
+    import json
+
+    import torch
+
+    from ..llm.output import load_pruned
+    from ..llm.text import check_vocab, load_local_tokenizer
+
+    info = model_dir / "secateurs.json"
+    doc = json.loads(info.read_text()) if info.is_file() else {}
+    if not (doc.get("structure") or (doc.get("weights") or {}).get("format", "dense") != "dense"):
+        return (*_load(model_dir, "causal"), doc)
+    lm = load_pruned(model_dir, dtype=torch.float32).eval()
+    tokenizer = load_local_tokenizer(model_dir)
+    check_vocab(lm, tokenizer)
+    return lm, tokenizer, doc
+
+
+@app.command("recover")
+@handle_errors
+def recover_cmd(
+    model: Path = typer.Option(..., "--model", help="local save_pretrained directory of the pruned causal LM"),
+    text: Path = typer.Option(..., "--text", help="text file to retrain on (windows drawn with --seed)"),
+    steps: int = typer.Option(..., "--steps", help="optimizer steps"),
+    out_dir: Path = typer.Option(..., "--out", help="output directory (save_pretrained + secateurs.json)"),
+    train: str = typer.Option("biases,norms", help="what trains: biases, norms, lora, head, embeddings "
+                                                   "(comma-separated)"),
+    lr: Optional[float] = typer.Option(None, help="AdamW peak learning rate (default 5e-4, PERP's)"),
+    seqlen: Optional[int] = typer.Option(None, help="tokens per training window (default: model positions, ≤ 2048)"),
+    batch_size: int = typer.Option(2, "--batch-size", help="windows per step"),
+    seed: int = typer.Option(0, help="seed of the windows and of the LoRA initialisation"),
+    schedule: str = typer.Option("linear", help="linear | cosine | constant, after 10% warm-up"),
+    lora_r: int = typer.Option(16, "--lora-r", help="LoRA rank"),
+    lora_alpha: float = typer.Option(32.0, "--lora-alpha", help="LoRA alpha (scale alpha / r)"),
+    distill: Optional[str] = typer.Option(None, help="logits | self-data: distil from --teacher"),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="the dense model's directory (for --distill)"),
+    temperature: float = typer.Option(1.0, help="logit distillation temperature"),
+    eval_text: Optional[Path] = typer.Option(None, "--eval-text", help="text file: perplexity before and after"),
+    eval_seqlen: Optional[int] = typer.Option(None, "--eval-seqlen", help="perplexity window (default: seqlen)"),
+    format: str = typer.Option("dense", "--format", help="dense | bitmask (as llm prune --format)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output directory"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON document on stdout, nothing else"),
+) -> None:
+    """Retrain a pruned model parameter-efficiently (PERP: biases, norms and/or MaskLoRA adapters, pruned weights
+    held at zero, adapters merged) and save it with secateurs.json (its "recover" entry: loss curve, recipe)."""
+    from ..errors import InvalidArgumentError
+    from ..llm.output import _check_format, check_output_dir, save_pruned
+    from ..llm.recover import parse_train, recover
+
+    check_output_dir(out_dir, overwrite)  # before anything is loaded or trained
+    _check_format(format)
+    _readable(text, "--text")
+    _readable(eval_text, "--eval-text")
+    parse_train(train)
+    if (distill is None) != (teacher is None):
+        raise InvalidArgumentError("--distill and --teacher go together: --distill logits|self-data --teacher DIR")
+    lm, tokenizer, saved = _load_saved(model)
+    dense = _load_saved(teacher)[0] if teacher is not None else None
+    ppl: dict[str, float] = {}
+    if eval_text is not None:
+        from ..llm import perplexity
+
+        ppl["before"] = perplexity(lm, eval_text, tokenizer=tokenizer, seqlen=eval_seqlen or seqlen)
+    report = recover(lm, text, steps, train=train, lr=lr, seqlen=seqlen, seed=seed, batch_size=batch_size,
+                     tokenizer=tokenizer, teacher=dense, distill=distill, temperature=temperature, schedule=schedule,
+                     lora_r=lora_r, lora_alpha=lora_alpha, progress=not as_json)
+    if eval_text is not None:
+        ppl["after"] = perplexity(lm, eval_text, tokenizer=tokenizer, seqlen=eval_seqlen or seqlen)
+    save_pruned(lm, tokenizer, out_dir, saved.get("prune", {}), perplexities=ppl, overwrite=overwrite, format=format)
+    _record_info(out_dir, recover=report.to_dict())
+    if as_json:
+        emit_json({"out": str(out_dir), "perplexity": ppl or None, "report": report.to_dict()})
+        return
+    out.print(str(report))
+    if ppl:
+        out.print("perplexity " + ", ".join(f"{k} {v:.3f}" for k, v in ppl.items()))
+    err.print(f"saved {out_dir}")
 
 
 def _prune_structured(model: Path, method: str, sparsity: Optional[float], calibration: Optional[Path], nsamples: int,

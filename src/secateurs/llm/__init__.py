@@ -9,7 +9,9 @@ the references; ``save_pruned`` writes a ``save_pretrained`` directory plus ``se
 ``prune_structured(model, calibration, method="flap"|"width"|"shortgpt", sparsity=0.2)`` removes heads, MLP
 neurons or whole layers so that the model is really smaller (:mod:`secateurs.llm.structured`), reloaded by plain
 ``from_pretrained`` or, for per-layer widths, ``load_pruned``; ``prune_checkpoint(model_dir, out_dir, calibration, ...)`` does the same to a checkpoint larger than memory,
-streaming it block by block (:mod:`secateurs.llm.stream`).
+streaming it block by block (:mod:`secateurs.llm.stream`);
+``recover(model, text, steps, train="biases,norms"|"lora"|...)`` retrains a pruned model parameter-efficiently
+(PERP, Zimmer et al. 2023; masks held, optional distillation from the dense model; :mod:`secateurs.llm.recover`).
 """
 from __future__ import annotations
 
@@ -18,10 +20,11 @@ from typing import Any
 from ..core.blocks import find_blocks, find_linears
 from .output import check_output_dir, compress_checkpoint, load_pruned, save_pruned
 from .prune import LayerReport, PruneReport, prune
+from .recover import RecoverReport, recover
 from .stream import prune_checkpoint
 from .structured import StructuredReport, prune_structured
 
-__all__ = ["prune", "prune_structured", "StructuredReport", "prune_checkpoint", "perplexity", "embedding_fidelity", "save_pruned", "load_pruned", "compress_checkpoint",
+__all__ = ["prune", "prune_structured", "StructuredReport", "recover", "RecoverReport", "prune_checkpoint", "perplexity", "embedding_fidelity", "save_pruned", "load_pruned", "compress_checkpoint",
            "check_output_dir", "PruneReport",
            "LayerReport", "find_blocks", "find_linears"]
 
