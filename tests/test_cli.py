@@ -16,12 +16,16 @@ def test_methods_json(runner):
     res = runner.invoke(app, ["methods", "--json"])
     assert res.exit_code == 0
     doc = json.loads(res.stdout)
-    assert set(doc) == {"criteria", "scopes", "allocations", "patterns", "solvers", "importances", "schedules",
-                        "scorers", "selectors"}
+    assert set(doc) == {"criteria", "scopes", "allocations", "patterns", "solvers", "executors", "importances",
+                        "structured_allocations", "layer_scores", "compensations", "llm_structured", "schedules",
+                        "scorers", "selectors", "deltas"}
+    assert set(doc["executors"]) == {"one-pass", "block-by-block", "streamed"}
+    assert set(doc["layer_scores"]) >= {"bi", "angular", "cka", "random"}
+    assert not set(doc["importances"]) & set(doc["criteria"])  # one name, one component
     assert set(doc["schedules"]) == {"gmp", "oneshot", "snip", "grasp", "synflow", "random-erk", "set", "rigl",
                                      "granet", "iss", "pdp"}
     assert set(doc["selectors"]) == {"hard", "easy", "random", "ccs", "dbp"}
-    assert set(doc["importances"]) == {"l1", "l2", "bn_scale", "taylor", "fpgm", "random"}
+    assert set(doc["importances"]) == {"l1", "l2", "bn_scale", "group_taylor", "fpgm", "group_random"}
     assert set(doc["criteria"]) == {"magnitude", "random", "snip", "grasp", "synflow", "taylor", "wanda", "gblm",
                                     "sparsegpt", "alps", "ria", "dsnot"}
     assert set(doc["allocations"]) == {"global", "uniform", "er", "erk", "owl"}

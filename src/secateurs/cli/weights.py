@@ -93,11 +93,14 @@ def _write(outputs: tuple[Path, Path, Optional[Path]], model: Any, meta: dict, d
 
 @handle_errors
 def methods_cmd(as_json: bool = typer.Option(False, "--json", help="print a JSON document on stdout")) -> None:
-    """List the registered criteria, scopes, allocations, patterns, solvers, structured importances, training-time
-    schedules and data scorers/selectors, with their options (type, default, help; --json: one document)."""
+    """List the registered criteria, scopes, allocations, patterns, solvers, executors, structured importances,
+    allocations, layer scores and compensations, structured LLM methods, training-time schedules, data
+    scorers/selectors and delta methods, with their options (type, default, help; --json: one document)."""
     kinds = {"criteria": "criterion", "scopes": "scope", "allocations": "allocation", "patterns": "pattern",
-             "solvers": "solver", "importances": "importance", "schedules": "schedule", "scorers": "scorer",
-             "selectors": "selector"}
+             "solvers": "solver", "executors": "executor", "importances": "importance",
+             "structured_allocations": "structured_allocation", "layer_scores": "layer_score",
+             "compensations": "compensation", "llm_structured": "llm_structured", "schedules": "schedule",
+             "scorers": "scorer", "selectors": "selector", "deltas": "delta"}
     methods_table(kinds, as_json)
 
 
