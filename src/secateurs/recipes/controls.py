@@ -13,7 +13,9 @@ control's model is made.
   Complexity Required for Neural Network Pruning? A Case Study on Global Magnitude Pruning": global MP with a
   minimum threshold), at the same sparsity and budget.
 
-Every result row carries ``control`` (None for the method itself).
+Every result row carries ``control`` (None for the method itself).  Which control runs a sweep adds is decided by
+:func:`secateurs.recipes.sweep.with_controls`; this module makes their models.  ``r`` is a
+:class:`~secateurs.recipes.Recipe` (not imported here: the recipe runs through this module).
 """
 from __future__ import annotations
 
@@ -23,45 +25,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .recipe import Recipe, controls_for
 
 # Gupta et al. 2022 keep a minimum number of weights in every layer (their MT); we keep 2 % of the smallest
 # prunable layer (at least 1), unless the recipe sets min_keep.
 MIN_KEEP_FRACTION = 0.02
 
 
-def expand(cells: list[Recipe], controls: tuple[str, ...] | list[str]) -> list[Recipe]:
-    """``cells`` followed by the control runs they call for (deduplicated by key: one dense run per model, data
-    and seed; one global-magnitude run per sparsity and seed; one scratch / random-mask run per method cell)."""
-    out: dict[str, Recipe] = {c.key(): c for c in cells}
-    for c in cells:
-        if c.control is not None:
-            continue
-        for name in controls:
-            if name not in controls_for(c.family):
-                continue
-            out.setdefault(_control(c, name).key(), _control(c, name))
-    return list(out.values())
-
-
-def _control(c: Recipe, name: str) -> Recipe:
-    d = c.to_dict()
-    d["control"] = name
-    if name == "dense":  # the method's settings do not matter: one run per model, data, seed
-        keep = {"family", "model", "data", "seed", "evaluation", "control"}
-        if c.family == "data":
-            keep |= {"finetune"}
-        d = {k: v for k, v in d.items() if k in keep}
-    elif name == "global_magnitude":
-        d = {k: v for k, v in d.items() if k in {"family", "model", "data", "sparsity", "pattern", "min_keep", "seed",
-                                                 "finetune", "evaluation", "ignore", "dense", "control"}}
-    elif name == "random_mask" and c.family == "data":
-        d = {k: v for k, v in d.items() if k in {"family", "model", "data", "sparsity", "seed", "finetune",
-                                                 "evaluation", "control"}}
-    return Recipe(**d)
-
-
-def global_magnitude_floor(r: Recipe, model: nn.Module) -> int:
+def global_magnitude_floor(r: Any, model: nn.Module) -> int:
     """The minimum number of weights kept per layer by the global-magnitude control."""
     from ..core.targets import resolve_targets
 
@@ -71,14 +41,14 @@ def global_magnitude_floor(r: Recipe, model: nn.Module) -> int:
     return max(1, int(MIN_KEEP_FRACTION * smallest))
 
 
-def method_masks(r: Recipe, model: nn.Module, calib: list) -> dict[str, torch.Tensor]:
+def method_masks(r: Any, model: nn.Module, calib: list) -> dict[str, torch.Tensor]:
     """The keep masks the recipe's method would give ``model`` (computed, the model untouched)."""
     from ..core.prune import plan_masks
 
     return plan_masks(model, r.spec(), data=calib).masks
 
 
-def masked_control(r: Recipe, base: nn.Module, data: Any, calib: list) -> tuple[nn.Module, int]:
+def masked_control(r: Any, base: nn.Module, data: Any, calib: list) -> tuple[nn.Module, int]:
     """The model of the ``scratch`` or ``random_mask`` control of a weights recipe, and its training epochs."""
     from ..core.masks import set_mask
     from ..core.targets import resolve_targets

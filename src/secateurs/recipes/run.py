@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from .recipe import Recipe
 from .store import finished, open_runs_dir, write_run
+
+# ``Recipe`` (secateurs.recipes.recipe) is only named in annotations here: Recipe.run() imports this module
 
 # calibration batches as the weights family's experiment draws them (10 per class, batches of 25)
 from ..experiment import CALIBRATION_BATCH

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from ..errors import InvalidArgumentError, PruningError
-from .controls import expand
-from .recipe import CONTROLS, Recipe, RecipeError, check_path
+from .recipe import CONTROLS, Recipe, RecipeError, check_path, controls_for
 from .store import finished, open_runs_dir
 
 BACKENDS = ("ray", "local")
@@ -84,7 +83,38 @@ def cells(base: Recipe, grid: dict[str, list[Any]], seeds: int | None = None,
             where = ", ".join(f"{k}={v!r}" for k, v in changes.items())
             raise RecipeError(e.path, f"{str(e).split(': ', 1)[-1]} (in the grid cell {where})") from None
         out.setdefault(r.key(), r)
-    return expand(list(out.values()), tuple(controls))
+    return with_controls(list(out.values()), tuple(controls))
+
+
+def with_controls(cells: list[Recipe], controls: tuple[str, ...] | list[str]) -> list[Recipe]:
+    """``cells`` followed by the control runs they call for (deduplicated by key: one dense run per model, data
+    and seed; one global-magnitude run per sparsity and seed; one scratch / random-mask run per method cell)."""
+    out: dict[str, Recipe] = {c.key(): c for c in cells}
+    for c in cells:
+        if c.control is not None:
+            continue
+        for name in controls:
+            if name not in controls_for(c.family):
+                continue
+            out.setdefault(_control(c, name).key(), _control(c, name))
+    return list(out.values())
+
+
+def _control(c: Recipe, name: str) -> Recipe:
+    d = c.to_dict()
+    d["control"] = name
+    if name == "dense":  # the method's settings do not matter: one run per model, data, seed
+        keep = {"family", "model", "data", "seed", "evaluation", "control"}
+        if c.family == "data":
+            keep |= {"finetune"}
+        d = {k: v for k, v in d.items() if k in keep}
+    elif name == "global_magnitude":
+        d = {k: v for k, v in d.items() if k in {"family", "model", "data", "sparsity", "pattern", "min_keep", "seed",
+                                                 "finetune", "evaluation", "ignore", "dense", "control"}}
+    elif name == "random_mask" and c.family == "data":
+        d = {k: v for k, v in d.items() if k in {"family", "model", "data", "sparsity", "seed", "finetune",
+                                                 "evaluation", "control"}}
+    return Recipe(**d)
 
 
 @dataclass
