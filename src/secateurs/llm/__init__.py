@@ -8,8 +8,9 @@ the references; ``save_pruned`` writes a ``save_pretrained`` directory plus ``se
 ``perplexity`` and ``embedding_fidelity`` measure the result (:mod:`secateurs.llm.evaluate`);
 ``prune_structured(model, calibration, method="flap"|"width"|"shortgpt", sparsity=0.2)`` removes heads, MLP
 neurons or whole layers so that the model is really smaller (:mod:`secateurs.llm.structured`), reloaded by plain
-``from_pretrained`` or, for per-layer widths, ``load_pruned``; ``prune_checkpoint(model_dir, out_dir, calibration, ...)`` does the same to a checkpoint larger than memory,
-streaming it block by block (:mod:`secateurs.llm.stream`);
+``from_pretrained`` or, for per-layer widths, ``load_pruned``; ``prune_checkpoint(model_dir, out_dir, calibration,
+...)`` does what ``prune`` does to a checkpoint larger than memory, streaming it block by block
+(:mod:`secateurs.llm.stream`);
 ``recover(model, text, steps, train="biases,norms"|"lora"|...)`` retrains a pruned model parameter-efficiently
 (PERP, Zimmer et al. 2023; masks held, optional distillation from the dense model; :mod:`secateurs.llm.recover`).
 """
