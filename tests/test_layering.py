@@ -16,7 +16,7 @@ LAYERS = {  # layer of a module by its package (first match on the dotted name w
     "secateurs.core.spec": 2, "secateurs.core.prune": 2, "secateurs.core.executors": 2,
     "secateurs.core.scope": 1, "secateurs.criteria": 1, "secateurs.allocations": 1, "secateurs.solvers": 1,
     "secateurs.patterns": 1,
-    "secateurs.llm": 3, "secateurs.structured": 3, "secateurs.schedules": 3, "secateurs.data": 3,
+    "secateurs.llm": 3, "secateurs.deltas": 3, "secateurs.structured": 3, "secateurs.schedules": 3, "secateurs.data": 3,
     "secateurs.experiment": 3,
     "secateurs.zoo": 4,
     "secateurs.recipes": 4,  # the harness: resolves zoo names, drives every front door

@@ -39,6 +39,7 @@ _PACKAGES = {
     "schedule": "secateurs.schedules",
     "scorer": "secateurs.data",
     "selector": "secateurs.data",
+    "delta": "secateurs.deltas",
 }
 
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.blocks import find_blocks, find_linears
-from .output import check_output_dir, compress_checkpoint, load_pruned, save_pruned
+from .output import check_output_dir, load_pruned, save_pruned
 from .prune import LayerReport, PruneReport, prune
 from .recover import RecoverReport, recover
-from .stream import prune_checkpoint
+from .stream import compress_checkpoint, prune_checkpoint
 from .structured import StructuredReport, prune_structured
 
 __all__ = ["prune", "prune_structured", "StructuredReport", "recover", "RecoverReport", "prune_checkpoint", "perplexity", "embedding_fidelity", "save_pruned", "load_pruned", "compress_checkpoint",

@@ -28,7 +28,6 @@ import copy
 import json
 import os
 import platform
-import shutil
 from collections.abc import Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
@@ -42,7 +41,7 @@ from ..errors import CheckpointError, InvalidArgumentError
 from ..io import (SAFETENSORS_DTYPES, atomic_dir, atomic_write_json, check_output_dir, pack_bits,
                   save_safetensors_atomic, unpack_bits)
 
-__all__ = ["save_pruned", "load_pruned", "compress_checkpoint", "read_weights", "check_output_dir",
+__all__ = ["save_pruned", "load_pruned", "read_weights", "write_bitmask", "check_output_dir",
            "library_versions", "FORMATS"]
 
 INFO_FILE = "secateurs.json"
@@ -337,37 +336,6 @@ def load_pruned(model_dir: str | os.PathLike, *, dtype: torch.dtype | None = Non
     if dtype is not None:
         model = model.to(dtype)
     return model.eval()
-
-
-def compress_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, *, overwrite: bool = False,
-                        info: dict[str, Any] | None = None) -> Path:
-    """Rewrite a dense ``save_pretrained`` directory (safetensors) as a bitmask checkpoint, one source shard at a
-    time (memory: one shard), atomically; every other file (config, tokenizer, ``secateurs.json`` — to which the
-    ``weights`` entry is added, or ``info`` in its place) is copied."""
-    from safetensors import safe_open
-
-    from .stream import INDEX_FILE, Shards
-
-    src = Path(model_dir)
-    out = check_output_dir(out_dir, overwrite).absolute()
-    shards = Shards(src)
-    doc = dict(read_info(src) if info is None else info)
-    with atomic_dir(out) as tmp:
-        parts: list[dict[str, Any]] = []
-        for i, path in enumerate(sorted(set(shards.where.values()))):
-            with safe_open(str(path), framework="pt") as f:
-                parts.append(write_bitmask(((k, f.get_tensor(k)) for k in f.keys()), tmp, prefix=f"bitmask-{i:05d}"))
-        weights = {"format": "bitmask", "version": 1, "files": [f for p in parts for f in p["files"]],
-                   "dense_bytes": sum(p["dense_bytes"] for p in parts),
-                   "stored_bytes": sum(p["stored_bytes"] for p in parts),
-                   "tensors": {k: v for p in parts for k, v in p["tensors"].items()}}
-        for f in src.iterdir():
-            if f.is_file() and f.suffix not in (".safetensors", ".bin") and f.name not in (INDEX_FILE, INFO_FILE):
-                shutil.copyfile(f, tmp / f.name)
-        doc.setdefault("format", "secateurs.llm/1")
-        doc["weights"] = weights
-        atomic_write_json(tmp / INFO_FILE, doc, indent=2, default=str)
-    return out
 
 
 # ------------------------------------------------------------------------------------------ per-layer widths

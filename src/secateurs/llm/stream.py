@@ -31,8 +31,8 @@ from torch import nn
 from ..core.blocks import find_blocks
 from ..core.finite import all_finite
 from ..errors import CheckpointError, InvalidArgumentError, NonFiniteError, OutputExistsError
-from ..io import atomic_write_json, check_output_dir, replace_dir, save_safetensors_atomic
-from .output import INFO_FILE, config_and_class, library_versions
+from ..io import atomic_dir, atomic_write_json, check_output_dir, replace_dir, save_safetensors_atomic
+from .output import INFO_FILE, config_and_class, library_versions, read_info, write_bitmask
 
 STATE_FILE = "secateurs-stream-state.json"
 INDEX_FILE = "model.safetensors.index.json"
@@ -151,9 +151,11 @@ def release_heap() -> None:
     Every block allocates and frees the same few hundred MB (its float32 working copy, scores, sort indices,
     activations), but glibc raises its mmap threshold to the size of the largest freed chunk (up to 32 MiB), so
     after the first block these tensors live in the heap, where the long-lived small objects allocated in between
-    fragment it: the freed space stays resident and the heap grew by ~1 MiB a block (1.04x the peak RSS from 24
-    to 48 blocks of hidden 1024, benchmarks/llm_stream.py).  Trimming after each block keeps the resident heap,
-    hence the peak, independent of depth.  A no-op where the C library is not glibc."""
+    fragment it: the freed space can stay resident and the heap grow with every block (the free heap of a
+    hidden-1024 Llama went from 57 to 104 MiB over 48 blocks, while the memory in use stayed at 142 MiB).
+    Trimming after each block returns that space to the operating system, keeping the resident heap, hence the
+    peak, independent of depth (benchmarks/llm_stream.py measures it with and without).  A no-op where the C
+    library is not glibc."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
@@ -316,3 +318,30 @@ def _rebuild_computed_buffers(model: nn.Module, blocks_path: str, config: Any) -
             if t.is_meta and not n.startswith(prefix)]
     if left:
         raise CheckpointError(f"tensors {left[:5]} are neither in the checkpoint nor computable")
+
+
+def compress_checkpoint(model_dir: str | os.PathLike, out_dir: str | os.PathLike, *, overwrite: bool = False,
+                        info: dict[str, Any] | None = None) -> Path:
+    """Rewrite a dense ``save_pretrained`` directory (safetensors) as a bitmask checkpoint, one source shard at a
+    time (memory: one shard), atomically; every other file (config, tokenizer, ``secateurs.json`` — to which the
+    ``weights`` entry is added, or ``info`` in its place) is copied."""
+    src = Path(model_dir)
+    out = check_output_dir(out_dir, overwrite).absolute()
+    shards = Shards(src)
+    doc = dict(read_info(src) if info is None else info)
+    with atomic_dir(out) as tmp:
+        parts: list[dict[str, Any]] = []
+        for i, path in enumerate(sorted(set(shards.where.values()))):
+            with safe_open(str(path), framework="pt") as f:
+                parts.append(write_bitmask(((k, f.get_tensor(k)) for k in f.keys()), tmp, prefix=f"bitmask-{i:05d}"))
+        weights = {"format": "bitmask", "version": 1, "files": [f for p in parts for f in p["files"]],
+                   "dense_bytes": sum(p["dense_bytes"] for p in parts),
+                   "stored_bytes": sum(p["stored_bytes"] for p in parts),
+                   "tensors": {k: v for p in parts for k, v in p["tensors"].items()}}
+        for f in src.iterdir():
+            if f.is_file() and f.suffix not in (".safetensors", ".bin") and f.name not in (INDEX_FILE, INFO_FILE):
+                shutil.copyfile(f, tmp / f.name)
+        doc.setdefault("format", "secateurs.llm/1")
+        doc["weights"] = weights
+        atomic_write_json(tmp / INFO_FILE, doc, indent=2, default=str)
+    return out
