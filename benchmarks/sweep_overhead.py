@@ -70,8 +70,9 @@ def main() -> None:
         "goal_ratio": 1.2, "meets_goal": ray / loop <= 1.2, "same_results": same,
         "runs": [{k: v for k, v in r.items() if k != "accuracy"} for r in runs]}
     doc["machine"] = machine_info()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(doc, indent=1) + "\n")
+    from secateurs.io import atomic_write_json
+
+    atomic_write_json(OUT, doc)
     c = doc["configs"][key]
     print(f"{key}: loop {loop:.1f}s, ray {ray:.1f}s (init {ray_init:.1f}s): {c['ratio']:.2f}x "
           f"({c['ratio_without_init']:.2f}x without init), same results: {same}")
