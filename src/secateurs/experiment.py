@@ -1,6 +1,9 @@
 """One pruning experiment on a zoo model: dense -> prune -> (fine-tune) -> evaluate.
 
-Shared by ``secateurs prune``, ``secateurs demo`` and the benchmarks so all three measure the same thing.
+Shared by ``secateurs prune``, ``secateurs demo``, the benchmarks and the weights family of
+:class:`secateurs.Recipe` (:mod:`secateurs.recipes.run`, which builds an :class:`Experiment` from the recipe), so
+all of them measure the same thing.  A recipe is the general description of a run (every family, controls, cache
+key); :class:`Experiment` is what its weights family executes.
 """
 from __future__ import annotations
 

@@ -17,7 +17,9 @@ def report_cmd(
     title: Optional[str] = typer.Option(None, help="page title"),
     as_json: bool = typer.Option(False, "--json", help="print {path, runs} as JSON on stdout"),
 ) -> None:
-    """Accuracy/perplexity vs sparsity per method (seed spread, controls as reference lines), layer-wise sparsity,
+    """Write one self-contained HTML report of a runs directory.
+
+    Accuracy/perplexity vs sparsity per method (seed spread, controls as reference lines), layer-wise sparsity,
     latency vs MACs/parameters (structured), data-pruning curves, a table behind every plot; plots embedded, no
     network needed to view it."""
     from ..recipes.report import load_rows, write_report
