@@ -2,8 +2,11 @@
 
 Two Llama checkpoints built from one config that differ only in depth (24 and 48 blocks of hidden 1024,
 intermediate 2816; random fp16 weights, sharded safetensors) are pruned with :func:`secateurs.llm.prune_checkpoint`
-(Wanda, 50%), each in a fresh subprocess whose peak RSS (``resource.getrusage(...).ru_maxrss``, i.e. VmHWM) is read
-after the run, next to the RSS after every block, the checkpoint's size on disk and the seconds per block.  The
+(Wanda, 50%), each in a fresh subprocess whose peak RSS (``resource.getrusage(...).ru_maxrss``, checked against
+``VmHWM``) is read after the run, next to the RSS after every block, the checkpoint's size on disk and the seconds
+per block.  The checkpoints are built in subprocesses too and this process imports no torch before the workers
+have run: Linux hands a child the peak RSS of the process it was spawned from (``ru_maxrss`` is kept across
+``exec``), so a parent that had built a model would inflate every worker's reading.  The
 goal (README: memory independent of depth): the 48-block prune peaks at most 1.1x the 24-block one — the peak is
 one block + embeddings/head + calibration activations, whatever the depth — and far below the checkpoint size.
 
@@ -117,6 +120,7 @@ def _ratios(runs: list[dict]) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--worker", action="store_true")
+    ap.add_argument("--build", type=int, default=None, help="worker: build the checkpoint of this depth in --src")
     ap.add_argument("--mode", default="stream", choices=["stream", "load"])
     ap.add_argument("--src"), ap.add_argument("--dst"), ap.add_argument("--result")
     ap.add_argument("--method", default="wanda")
@@ -131,10 +135,13 @@ def main() -> None:
     ap.add_argument("--no-heap-trim", action="store_true", help="worker: disable release_heap (before the fix)")
     ap.add_argument("--load", action="store_true", help="also time/measure the in-memory prune")
     args = ap.parse_args()
+    if args.build is not None:
+        size = build(Path(args.src), args.build, args.hidden, args.intermediate, args.vocab)
+        Path(args.result).write_text(json.dumps({"checkpoint_bytes": size}))
+        return
     if args.worker:
         worker(args)
         return
-    from _machine import machine_info
 
     start = time.time()
     codes: dict[str, tuple[str | None, list[str]]] = {"no_heap_trim": (None, ["--no-heap-trim"]),
@@ -147,7 +154,11 @@ def main() -> None:
         runs: dict[str, list[dict]] = {c: [] for c in codes}
         for layers in args.layers:
             src = tmp / f"llama-{layers}"
-            size = build(src, layers, args.hidden, args.intermediate, args.vocab)
+            res = tmp / f"build-{layers}.json"
+            subprocess.run([sys.executable, __file__, "--build", str(layers), "--src", str(src), "--result", str(res),
+                            "--hidden", str(args.hidden), "--intermediate", str(args.intermediate), "--vocab",
+                            str(args.vocab)], check=True, stderr=subprocess.DEVNULL)
+            size = json.loads(res.read_text())["checkpoint_bytes"]
             for method in args.methods:
                 for mode in ["stream"] + (["load"] if args.load else []):
                     for code, (path, extra) in codes.items():  # before/after alternate: both see the same load
@@ -166,6 +177,8 @@ def main() -> None:
                         runs[code].append(row)
                         print(json.dumps({k: v for k, v in row.items() if k != "rss_mib_after_block"}),
                               file=sys.stderr)
+    from _machine import machine_info  # imports torch: only now
+
     doc = {"benchmark": "llm_stream", "machine": machine_info(), "settings": {
         "hidden": args.hidden, "intermediate": args.intermediate, "vocab": args.vocab, "dtype": "float16",
         "nsamples": args.nsamples, "seqlen": args.seqlen, "sparsity": 0.5, "layers": args.layers},

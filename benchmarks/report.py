@@ -390,7 +390,11 @@ def llm_stream() -> list[str]:
         out.append(f"| {r['layers']} | {r['method']} | {r['mode']} | {r['checkpoint_bytes'] / 2**20:.0f} MiB | "
                    f"{r['peak_rss_bytes'] / 2**20:.0f} MiB | {r['seconds_per_block']:.2f} |")
     ratios = ", ".join(f"{m} {v:.3f}" for m, v in doc.get("peak_ratio_deep_over_shallow", {}).items())
-    return out + ["", f"Peak RSS of the deeper streamed prune over the shallower one: {ratios} (goal ≤ 1.1).", ""]
+    before = "; ".join(f"{b['what']}: " + ", ".join(f"{m} {v:.3f}"
+                                                    for m, v in b["peak_ratio_deep_over_shallow"].items())
+                       for b in doc.get("before", {}).values())
+    return out + ["", f"Peak RSS of the deeper streamed prune over the shallower one: {ratios} (goal ≤ 1.1)"
+                  + (f"; in the same run, {before}." if before else "."), ""]
 
 
 def sparse_training() -> list[str]:
