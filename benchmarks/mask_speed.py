@@ -102,8 +102,6 @@ def _reset_hwm() -> bool:
         return False
 
 
-
-
 def child(lib: str, layers: int, seed: int, mask_path: str | None, threads: int | None) -> dict:
     """One measurement in this (fresh) process; returns a JSON-able record."""
     import numpy as np
@@ -136,6 +134,7 @@ def child(lib: str, layers: int, seed: int, mask_path: str | None, threads: int 
     gc.collect()
     proc = psutil.Process()
     rss_before = proc.memory_info().rss
+    parts_before = {k: proc_kib_field("/proc/self/status", k) for k in ("RssAnon", "RssFile")}
     maxrss_before = _maxrss_bytes()
     hwm_reset = _reset_hwm()
     with torch.no_grad(), PeakRSS() as peak:
@@ -145,6 +144,7 @@ def child(lib: str, layers: int, seed: int, mask_path: str | None, threads: int 
     maxrss_after = _maxrss_bytes()
     hwm_after = proc_kib_field("/proc/self/status", "VmHWM")
     rss_after = proc.memory_info().rss
+    parts_after = {k: proc_kib_field("/proc/self/status", k) for k in ("RssAnon", "RssFile")}
 
     if lib == "secateurs":
         masks = [get_mask_module(m).mask for m in model]
@@ -167,6 +167,9 @@ def child(lib: str, layers: int, seed: int, mask_path: str | None, threads: int 
         "peak_extra_bytes_ru_maxrss": max(0, maxrss_after - rss_before),
         "ru_maxrss_raised_by_call": maxrss_after > maxrss_before,
         "rss_after_extra_bytes": rss_after - rss_before,
+        # of which heap (anonymous) and mapped files (library code paged in by the call, not allocations)
+        "rss_after_extra_bytes_by_kind": {k: parts_after[k] - parts_before[k] if parts_after[k] is not None
+                                          and parts_before[k] is not None else None for k in parts_before},
         "params": n,
         "pruned": pruned,
         "sparsity": pruned / n,
