@@ -20,7 +20,7 @@ from secateurs.core.blocks import find_blocks, find_linears, weight_2d
 from secateurs.core.masks import get_mask, masked_targets
 from secateurs.core.modes import num_threads
 from secateurs.errors import InvalidArgumentError, PruningError, UnknownNameError
-from secateurs.llm import prune
+from secateurs.llm import load_pruned, prune
 from secateurs.llm.recover import RecoverReport, _lora_targets, _mask_lora, lr_factor, recover
 
 pytest.importorskip("peft")
@@ -304,6 +304,14 @@ def test_cli_recover(tmp_path):
 
     again = transformers.AutoModelForCausalLM.from_pretrained(out)
     assert all(nm_ok(w) for w in linears(again).values())
+    packed = tmp_path / "packed"  # a bitmask checkpoint in, another out (read through llm.load_pruned)
+    res = CliRunner().invoke(app, ["recover", "--model", str(out), "--text", str(text), "--steps", "2", "--out",
+                                   str(packed), "--seqlen", str(SEQ), "--format", "bitmask", "--json"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["recover", "--model", str(packed), "--text", str(text), "--steps", "2", "--out",
+                                   str(tmp_path / "again"), "--seqlen", str(SEQ), "--json"])
+    assert res.exit_code == 0, res.output
+    assert all(nm_ok(w) for w in linears(load_pruned(tmp_path / "again")).values())
     res = CliRunner().invoke(app, ["recover", "--model", str(src), "--text", str(text), "--steps", "4", "--out",
                                    str(out)])
     assert res.exit_code == 2 and "exists" in " ".join(res.stderr.split())
