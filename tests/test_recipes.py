@@ -180,3 +180,15 @@ def test_scratch_control_reinitialises_the_pruned_mask():
     assert row["control"] == "scratch" and row["train_epochs"] == 1
     assert row["pruned"]["accuracy"] < 0.3  # untrained re-initialisation: chance level before training
     assert row["accuracy"] > row["pruned"]["accuracy"]
+
+
+def test_every_small_family_runs_through_its_front_door():
+    sched = execute(Recipe(family="schedule", schedule="gmp", sparsity=0.8, finetune={"epochs": 1}))
+    assert sched["sparsity"] == pytest.approx(0.8, abs=1e-3) and sched["train_epochs"] == 1
+    assert len(sched["history"]) == 1
+    st = execute(Recipe(family="structured", method="l1", sparsity=0.5))
+    assert st["params"] < st["dense_params"] and st["macs"] < st["dense_macs"] and st["groups"] >= 1
+    assert 0 < st["sparsity"] < 1
+    data = execute(Recipe(family="data", method="random", selector="random", sparsity=0.6, finetune={"epochs": 1}))
+    assert data["kept"] == pytest.approx(0.4 * data["train_examples"], abs=1)
+    assert data["sparsity"] == pytest.approx(0.6, abs=1e-3)
