@@ -45,29 +45,8 @@ def _is_linear(m: Any) -> bool:
     return isinstance(m, nn.Linear)
 
 
-def _fused_qkv_heads(module: nn.Module) -> tuple[str, int] | None:
-    """(attribute, heads) of an attention module with one fused ``qkv`` Linear(d, 3d) and a ``proj`` Linear whose
-    head count is an int attribute ``heads`` or ``num_heads`` (secateurs' zoo ViT, timm's ``Attention``)."""
-    qkv, proj = getattr(module, "qkv", None), getattr(module, "proj", None)
-    if not (_is_linear(qkv) and _is_linear(proj)) or qkv.out_features % 3:
-        return None
-    for attr in ("heads", "num_heads"):
-        h = getattr(module, attr, None)
-        if isinstance(h, int) and not isinstance(h, bool) and h > 0 and (qkv.out_features // 3) % h == 0:
-            return attr, h
-    return None
-
-
 def spec_of(module: nn.Module) -> Spec | None:
     """The head layout of a supported attention module, or None."""
-    fused = _fused_qkv_heads(module)
-    if fused is not None:  # the zoo ViT's and timm's layout: qkv = Linear(d, 3d), proj, an int head count
-        attr, heads = fused
-        hd = module.qkv.out_features // 3 // heads
-
-        def set_fused(m: nn.Module, h: int, _kv: int, attr: str = attr) -> None:
-            setattr(m, attr, h)
-        return Spec(heads, heads, hd, qkv=module.qkv, o=module.proj, update=set_fused)
     if type(module).__name__ == "GPT2Attention" and not getattr(module, "is_cross_attention", False):
         hd = module.head_dim
 
