@@ -281,6 +281,11 @@ class MaskLoRA(nn.Module):
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         w = _weight_2d(self.base)
+        if self.keep is None:  # no mask: the factorised form x Aᵀ Bᵀ never builds the (out, in) update
+            a = self.lora_layer.lora_A[self.adapter].weight
+            b = self.lora_layer.lora_B[self.adapter].weight
+            s = self.lora_layer.scaling[self.adapter]
+            return F.linear(x, w, self.base.bias) + F.linear(F.linear(x.to(a.dtype), a), b).to(x.dtype) * s
         return F.linear(x, w + self.delta().to(w.dtype), self.base.bias)
 
     @torch.no_grad()
