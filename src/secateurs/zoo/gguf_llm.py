@@ -166,8 +166,9 @@ def _convert_into(folder: Path, gguf: Path, name: str, progress: bool) -> dict[s
         raise CheckpointError(f"no such GGUF file: {gguf}")
     _log(progress, name, f"dequantizing {gguf} ({gguf.stat().st_size / 1e6:.0f} MB)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # the model first: a truncated file fails on its first tensor, before the (slow) tokenizer is built
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     except (MemoryError, KeyboardInterrupt):
         raise
     except Exception as exc:  # gguf / transformers raise ValueError, KeyError, struct errors... on bad files
