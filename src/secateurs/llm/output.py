@@ -29,6 +29,7 @@ import json
 import os
 import platform
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -283,12 +284,17 @@ def read_weights(model_dir: str | os.PathLike, info: dict[str, Any] | None = Non
             raise CheckpointError(f"{model_dir}: weights file {fname!r} named in {INFO_FILE} is missing")
         try:
             with safe_open(str(path), framework="pt") as f:
-                for name in names:
-                    out[name] = decompress_tensor(name, weights["tensors"][name], f)
-        except CheckpointError:
-            raise
+                parts, available = {}, set(f.keys())
+                for name in names:  # memory-mapped reads, in this thread
+                    keys = [k for k in (name, name + BITMASK, name + VALUES, name + INDICES) if k in available]
+                    parts[name] = (weights["tensors"][name], {k: f.get_tensor(k) for k in keys})
         except Exception as e:  # noqa: BLE001 - a truncated or corrupt shard
             raise CheckpointError(f"cannot read {path}: {e}") from e
+        # decompression in threads: numpy's unpackbits / cumsum / take release the GIL
+        with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+            jobs = {name: pool.submit(decompress_tensor, name, entry, stored) for name, (entry, stored) in parts.items()}
+            for name, job in jobs.items():
+                out[name] = job.result()
     return out
 
 
