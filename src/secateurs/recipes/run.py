@@ -62,6 +62,11 @@ def execute(recipe: Recipe, progress: bool = False) -> dict[str, Any]:
     return row
 
 
+# llm family: perplexity on this many held-out Shakespeare sentences (windows of 128 tokens), calibration rows
+LLM_EVAL_SENTENCES = 64
+LLM_CALIBRATION_ROWS = 16
+
+
 # ------------------------------------------------------------------------------------------------ shared pieces
 @functools.lru_cache(maxsize=8)
 def _dense(model: str, data: str, seed: int) -> nn.Module:
@@ -254,7 +259,12 @@ def _llm(r: Recipe, progress: bool) -> dict[str, Any]:
     from ..llm import perplexity, prune as llm_prune
     from ..llm.evaluate import heldout_sentences
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer  # the llm extra: pip install secateurs[llm]
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError:
+        from .sweep import MissingExtraError
+
+        raise MissingExtraError("llm recipes need transformers: pip install 'secateurs[llm]'") from None
 
     path = Path(r.model)
     if not path.is_dir():
@@ -262,18 +272,18 @@ def _llm(r: Recipe, progress: bool) -> dict[str, Any]:
 
         path = pretrained_llm(r.model, progress=progress)
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     from ..zoo.shakespeare import shakespeare_texts
 
-    text = "\n".join(heldout_sentences(256, seed=r.seed))  # the held-out plays
+    text = "\n".join(heldout_sentences(LLM_EVAL_SENTENCES, seed=r.seed))  # the held-out plays
     dense_ppl = perplexity(model, text, tok, seqlen=128)
     if r.control == "dense":
         return {"perplexity": dense_ppl, "dense_perplexity": dense_ppl, "sparsity": 0.0}
     spec = r.spec()
-    calib = "\n".join(shakespeare_texts("train"))  # calibration rows are drawn from the training plays
+    calib = shakespeare_texts("calibration")  # the calibration plays (never the held-out ones), a list of texts
     report = llm_prune(model, calib, method=spec.method, sparsity=spec.sparsity, pattern=spec.pattern,
                        allocation=spec.allocation or "uniform", seed=r.seed, tokenizer=tok, progress=progress,
-                       scope=spec.scope, solver=spec.solver, nsamples=32, seqlen=128,
+                       scope=spec.scope, solver=spec.solver, nsamples=LLM_CALIBRATION_ROWS, seqlen=128,
                        **spec.options)
     return {"perplexity": perplexity(model, text, tok, seqlen=128), "dense_perplexity": dense_ppl, "sparsity": report.sparsity,
             "layers": [{"name": l.name, "numel": l.numel, "kept": l.kept, "sparsity": l.sparsity}
