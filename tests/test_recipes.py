@@ -192,3 +192,9 @@ def test_every_small_family_runs_through_its_front_door():
     data = execute(Recipe(family="data", method="random", selector="random", sparsity=0.6, finetune={"epochs": 1}))
     assert data["kept"] == pytest.approx(0.4 * data["train_examples"], abs=1)
     assert data["sparsity"] == pytest.approx(0.6, abs=1e-3)
+
+
+def test_model_validate_runs_the_same_checks():
+    with pytest.raises(RecipeError, match="Did you mean 'snip'"):
+        Recipe.model_validate({"method": "snp"})
+    assert Recipe.model_validate({"method": "snip"}) == Recipe(method="snip")

@@ -224,6 +224,10 @@ class Recipe(_Strict):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
+    def model_validate(cls, obj: Any, **_: Any) -> Recipe:  # pydantic's entry point: the same checks as Recipe(...)
+        return cls.from_dict(obj)
+
+    @classmethod
     def from_dict(cls, d: Any) -> Recipe:
         if not isinstance(d, dict):
             raise RecipeError("", f"a recipe is a mapping of field -> value, got {type(d).__name__}")
