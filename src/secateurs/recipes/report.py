@@ -34,7 +34,7 @@ def _require_matplotlib() -> Any:
     try:
         import matplotlib
     except ImportError:
-        from .sweep import MissingExtraError
+        from ..schedules.callbacks import MissingExtraError
 
         raise MissingExtraError("the HTML report draws its plots with matplotlib: pip install "
                                 "'secateurs[report]'") from None

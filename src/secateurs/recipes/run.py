@@ -262,7 +262,7 @@ def _llm(r: Recipe, progress: bool) -> dict[str, Any]:
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError:
-        from .sweep import MissingExtraError
+        from ..schedules.callbacks import MissingExtraError
 
         raise MissingExtraError("llm recipes need transformers: pip install 'secateurs[llm]'") from None
 

@@ -21,14 +21,11 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from ..errors import InvalidArgumentError, PruningError
+from ..schedules.callbacks import MissingExtraError  # the one 'extra not installed' error
 from .recipe import CONTROLS, Recipe, RecipeError, check_path, controls_for
 from .store import finished, open_runs_dir
 
 BACKENDS = ("ray", "local")
-
-
-class MissingExtraError(PruningError, ImportError):
-    """An optional dependency (a secateurs extra) that a feature needs is not installed."""
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
