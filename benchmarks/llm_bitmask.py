@@ -64,6 +64,18 @@ def _load_time(kind: str, path: Path) -> float:
     return json.loads(res.stdout.strip().splitlines()[-1])["load_seconds"]
 
 
+# parameters outside the pruned block linears (embeddings, head, norms) / all parameters, of larger Llamas
+DENSE_SHARE = {"llama-2-7b": (2 * 32000 * 4096 + 65 * 4096) / 6738415616,
+               "llama-3-8b": (2 * 128256 * 4096 + 65 * 4096) / 8030261248}
+
+
+def projections(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Whole-checkpoint size ratio of larger models from the measured ratio of the pruned tensors (the format's
+    bytes per element do not depend on the model): ``dense share + (1 - dense share) x pruned-tensor ratio``."""
+    return {m: {r["config"]: share + (1 - share) * r["pruned_tensors_ratio"] for r in rows}
+            for m, share in DENSE_SHARE.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
@@ -160,7 +172,8 @@ def main() -> None:
                             "cache; dense = AutoModelForCausalLM.from_pretrained(dtype='auto') (safetensors are "
                             "memory-mapped), bitmask = load_pruned (reads and decompresses every tensor)",
            "goals": {"size_ratio_at_0.5": 0.6, "size_ratio_at_0.7": 0.4, "load_ratio": 1.5},
-           "machine": machine_info(), "results": rows}
+           "machine": machine_info(), "results": rows,
+           "projected_size_ratio": projections(rows)}
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {OUT}")
