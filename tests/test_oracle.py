@@ -64,12 +64,19 @@ def test_oracle_correlates_perfectly_with_itself_and_criteria_are_reported(study
     assert rows["l1"]["pooled"] == rows["magnitude"]["pooled"]  # magnitude summed per unit is the group L1
     assert len(rows["bn_scale"]["skipped"]) == 4 and math.isnan(rows["bn_scale"]["pooled"]["kendall"])  # no BN
     pruned = study["pruned"]
-    assert {r["criterion"] for r in pruned} == {"l1", "group_taylor", "magnitude", "random_structure"}
+    assert {r["criterion"] for r in pruned} == {"oracle", "l1", "group_taylor", "magnitude", "random_structure"}
     assert next(r for r in pruned if r["criterion"] == "magnitude")["duplicate_of"] == "l1"
-    assert study["correlations"]["pooled"]["n_models"] == 4  # l1, group_taylor, 2 random; magnitude is l1
+    assert study["correlations"]["pooled"]["n_models"] == 5  # oracle, l1, group_taylor, 2 random; magnitude is l1
     assert all(r["params"] < r["params_before"] for r in pruned)
     assert all(r["pruned_train_loss"] > study["dense"]["train_batch_loss"] for r in pruned)
     json.dumps(study)  # JSON-ready
+
+
+def test_oracle_pruning_removes_the_units_of_least_loss_change(study):
+    row = next(r for r in study["pruned"] if r["criterion"] == "oracle")
+    for g in study["oracle"]:
+        lowest = sorted(range(g["units"]), key=lambda u: (g["delta_loss"][u], u))[:g["units"] // 2]
+        assert sorted(row["removed"][g["group"]]) == sorted(lowest)
 
 
 def test_same_seed_same_study(study, shared_cache, quick_lenet5, tmp_path):
@@ -104,6 +111,6 @@ def test_cli_json(runner, shared_cache, quick_lenet5):
                               "3", "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
-    assert doc["protocol"]["criteria"] == ["l2"] and len(doc["pruned"]) == 2
+    assert doc["protocol"]["criteria"] == ["l2"] and len(doc["pruned"]) == 3
     bad = runner.invoke(app, ["oracle", "--sparsities", "0.5,x"])
     assert bad.exit_code != 0 and "sparsities" in bad.output

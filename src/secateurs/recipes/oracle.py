@@ -52,6 +52,22 @@ STRUCTURED_IMPORTANCES = ("l1", "l2", "bn_scale", "group_taylor", "fpgm", "group
 ENGINE_CRITERIA = ("magnitude", "snip", "taylor")
 DEFAULT_CRITERIA = STRUCTURED_IMPORTANCES + ENGINE_CRITERIA
 RANDOM = "random_structure"  # the label of the random candidates
+ORACLE = "oracle"  # the label of the models pruned by the oracle's own ranking
+
+
+def _prune_by_scores(model: nn.Module, example: torch.Tensor, sparsity: float,
+                     scores: dict[tuple[str, ...], list[float]], seed: int) -> dict[tuple[str, ...], list[int]]:
+    """Structured-prune ``model`` in place with given per-unit ``scores`` (group members -> one score per unit,
+    higher = keep) at a uniform ``sparsity``, through the structured pruner's own plan, cut and check; returns
+    the removed units per group."""
+    from ..structured.prune import _Pruner
+
+    pr = _Pruner(model, example, "l2", "uniform", None, None, None, None, seed, 0.9, "sum", {})
+    pr.analyse()
+    pr.scored = [(g, torch.tensor(scores[tuple(g.names)], dtype=torch.float32)) for g in pr.groups]
+    removals = pr.plan(sparsity)
+    pr.verify(pr.cut(removals))
+    return {tuple(g.names): removals[g.space].tolist() if g.space in removals else [] for g, _ in pr.scored}
 
 
 def rank_correlation(a: list[float], b: list[float]) -> dict[str, float]:
@@ -113,7 +129,7 @@ def oracle_study(model: str = "lenet5", dataset: str = "digits", *, sparsities: 
     seed: the same result (everything runs on one thread).  Bad arguments raise before anything is trained."""
     from ..core.modes import num_threads
     from ..registry import get
-    from ..structured import prune as structured_prune
+    from ..structured import count_params, prune as structured_prune
     from ..structured.importance import ImportanceContext, build as build_importance
     from ..structured.prune import _Pruner
     from ..zoo import calibration_batches, evaluate, fit, load_dataset, pretrained, recipe_for
@@ -171,16 +187,20 @@ def oracle_study(model: str = "lenet5", dataset: str = "digits", *, sparsities: 
 
     # 3. pruned models, fine-tuned with one budget: does the loss after pruning predict accuracy after it?
     scoring = [r["criterion"] for r in crit_rows if len(r["skipped"]) < len(groups)]  # bn_scale without BN: none
-    candidates = [(c, s, "uniform", seed) for s in sparsities for c in scoring]
+    candidates = [(c, s, "uniform", seed) for s in sparsities for c in [ORACLE, *scoring]]
     candidates += [(RANDOM, s, "global", seed + 1 + k) for s in sparsities for k in range(n_random)]
     rows: list[dict[str, Any]] = []
     seen: dict[tuple, dict[str, Any]] = {}  # removals -> the first row that made them
     for name, s, allocation, cseed in candidates:
         m = copy.deepcopy(base)
-        method = "group_random" if name == RANDOM else name
-        rep = structured_prune(m, example, s, method, allocation, data=batches, seed=cseed)
-        removed = {tuple(sorted({f"{mm['param']}[{mm['dim']}]" for mm in gd["members"]})): gd["removed"]
-                   for gd in rep.groups}
+        params_before = count_params(m)
+        if name == ORACLE:  # oracle pruning itself: the units whose lone removal raised the loss least go
+            removed = _prune_by_scores(m, example, s, dict(zip(keys, oracle)), cseed)
+        else:
+            rep = structured_prune(m, example, s, "group_random" if name == RANDOM else name, allocation,
+                                   data=batches, seed=cseed)
+            removed = {tuple(sorted({f"{mm['param']}[{mm['dim']}]" for mm in gd["members"]})): gd["removed"]
+                       for gd in rep.groups}
         signature = tuple(sorted((k, tuple(v)) for k, v in removed.items()))
         if signature in seen:  # l1 and magnitude, taylor and group_taylor cut the same units: one model, once
             rows.append({**seen[signature], "criterion": name, "seed": cseed,
@@ -194,10 +214,11 @@ def oracle_study(model: str = "lenet5", dataset: str = "digits", *, sparsities: 
                 weight_decay=z["weight_decay"], momentum=z["momentum"], seed=seed, num_threads=1)
         final = evaluate(m, test_loader)
         rows.append({"criterion": name, "sparsity": s, "allocation": allocation, "seed": cseed,
-                     "params": rep.params_after, "params_before": rep.params_before,
+                     "params": count_params(m), "params_before": params_before,
                      "pruned_train_loss": pruned_loss, "oracle_predicted_loss": predicted,
                      "pruned_test_accuracy": pruned_test["accuracy"], "finetuned_test_accuracy": final["accuracy"],
-                     "finetuned_test_loss": final["loss"]})
+                     "finetuned_test_loss": final["loss"],
+                     "removed": {k[0]: v for k, v in removed.items() if v}})
         seen[signature] = rows[-1]
 
     def corr(sel: list[dict[str, Any]]) -> dict[str, Any]:
