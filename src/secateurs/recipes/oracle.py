@@ -27,11 +27,30 @@ in one call (``secateurs oracle --model lenet5 --dataset digits --json``):
    measure the sparsity, so the per-sparsity ones are the ones to read).  With a good oracle these are negative
    (higher loss after pruning, lower accuracy after fine-tuning).
 
-What it shows (benchmarks/oracle.py on lenet5/digits, benchmarks/results/oracle.json; read the JSON for the
-numbers of a run): see the section "Result" at the end of this docstring, written from the measured run.
+Oracle pruning itself (``"oracle"``: the units whose lone removal raised the loss least go, uniformly per group)
+is one of the pruned models.
 
-Result (lenet5 on digits, 3 sparsities x 10 criteria + 8 random structures, 2 fine-tuning epochs): to be read in
-benchmarks/results/oracle.json; the summary below was written from that file.
+What it shows, honestly (``python benchmarks/oracle.py --budgets 1,3,10`` -> benchmarks/results/oracle.json:
+lenet5, the zoo's 60-epoch dense model, 98.0 % test accuracy; oracle on 200 training examples; sparsities 0.3 /
+0.5 / 0.7; 7 distinct criterion models + 8 random structures per sparsity; one seed):
+
+- Criteria vs the oracle (Kendall tau pooled over the 226 units): group Taylor (= engine taylor summed per unit)
+  +0.82, SNIP +0.78, L2 +0.55, L1 (= magnitude) +0.52, FPGM +0.11, random -0.11.  The first-order Taylor
+  estimate is what the single-unit oracle is closest to, as expected (Molchanov et al. 2019).
+- The single-unit oracle is not additive: the oracle's additive prediction of a pruned model's loss is 1.3 to
+  12x too low, and oracle pruning is the best by its own measure only at 30 % (pruned training loss 0.07); at
+  50 % it leaves 0.62 where L2 leaves 0.35.  group Taylor, the criterion closest to the oracle, leaves the worst
+  pruned loss of the non-random criteria at 50 / 70 % (1.65 / 1.72) and the *best* accuracy after 10 epochs of
+  fine-tuning (96.7 / 95.1 %).
+- Over all 15 models of a sparsity the pruned training loss ranks them by accuracy after fine-tuning (Kendall tau
+  -0.78 / -0.77 / -0.85 at 30 / 50 / 70 % after 1 epoch, -0.75 / -0.73 / -0.75 after 3, -0.61 / -0.38 / -0.56
+  after 10), weakening with the fine-tuning budget: the paper's direction (retraining decouples the two), at
+  the small scale where the paper still finds oracle pruning roughly valid (LeNet-5 on MNIST).  Much of that is
+  the random structures being far worse than every criterion before and after fine-tuning: among the 7 criteria
+  alone (``per_sparsity_criteria_only``) tau is -0.31 / +0.29 / +0.29 after 10 epochs, i.e. no predictive
+  value (or the wrong sign) between the criteria a paper would actually compare.
+- Limits: one model, one seed, 15 models per sparsity, a 450-image test set (0.22 % per image); the dense model
+  fits its training set (loss 0.0007), so lone-unit oracle values are tiny.  Run more seeds before citing a tau.
 """
 from __future__ import annotations
 
@@ -230,8 +249,13 @@ def oracle_study(model: str = "lenet5", dataset: str = "digits", *, sparsities: 
                 "n_models": len(sel)}
 
     distinct = [r for r in rows if "duplicate_of" not in r]  # a model counted twice would weigh twice
-    correlations = {"pooled": corr(distinct),
-                    "per_sparsity": {str(s): corr([r for r in distinct if r["sparsity"] == s]) for s in sparsities}}
+    at = {str(s): [r for r in distinct if r["sparsity"] == s] for s in sparsities}
+    correlations = {"pooled": corr(distinct), "per_sparsity": {s: corr(v) for s, v in at.items()},
+                    # the random structures are far worse than any criterion: does the ranking hold within each?
+                    "per_sparsity_criteria_only": {s: corr([r for r in v if r["criterion"] != RANDOM])
+                                                   for s, v in at.items()},
+                    "per_sparsity_random_only": {s: corr([r for r in v if r["criterion"] == RANDOM])
+                                                 for s, v in at.items()}}
     doc = {
         "protocol": {"paper": "Feng, Tao & Wang 2024, Is Oracle Pruning the True Oracle? (arXiv 2412.00143)",
                      "model": model, "dataset": dataset, "seed": seed, "pretrain_epochs": pretrain_epochs,
