@@ -245,7 +245,8 @@ def oracle_study(model: str = "lenet5", dataset: str = "digits", *, sparsities: 
         return {"pruned_train_loss_vs_finetuned_accuracy": rank_correlation([r["pruned_train_loss"] for r in sel], acc),
                 "oracle_predicted_loss_vs_finetuned_accuracy":
                     rank_correlation([r["oracle_predicted_loss"] for r in sel], acc),
-                "pruned_accuracy_vs_finetuned_accuracy": rank_correlation([r["pruned_test_accuracy"] for r in sel], acc),
+                "pruned_accuracy_vs_finetuned_accuracy":
+                    rank_correlation([r["pruned_test_accuracy"] for r in sel], acc),
                 "n_models": len(sel)}
 
     distinct = [r for r in rows if "duplicate_of" not in r]  # a model counted twice would weigh twice
