@@ -24,6 +24,10 @@ def _machine(doc: dict) -> str:
     return f"_{m.get('cpu_model', '?')}, {m.get('torch_num_threads', '?')} thread(s), torch {m.get('torch_version', '?')}, {m.get('date', '?')}_"
 
 
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
 def quality() -> list[str]:
     doc = _load("quality.json")
     if not doc:
@@ -522,7 +526,7 @@ def data_scale() -> list[str]:
             f"MiB), k = {doc['n_clusters']} ({doc['backend']}, {doc['metric']} distance): {doc['wall_seconds']:.0f} s, "
             f"peak memory above the baseline {doc['peak_rss_minus_baseline_bytes_getrusage'] / 2**20:.0f} MiB = "
             f"{doc['peak_over_matrix_getrusage']:.2f}× the embedding matrix (goal: {doc['goal']}; "
-            f"{'met' if doc['goal_met'] else 'not met'}). " + _machine(doc), ""]
+            f"{_met(doc['goal_met'])}). " + _machine(doc), ""]
 
 
 def dst_reference() -> list[str]:
@@ -604,9 +608,192 @@ def data_pruning() -> list[str]:
     return out
 
 
+def llm_recover() -> list[str]:
+    doc = _load("llm_recover.json")
+    if not doc:
+        return []
+    pr, runs = doc["protocol"], doc["runs"]
+    steps = max(len(r.get("losses", [])) for r in runs)
+    out = ["### Recovery after pruning (`python benchmarks/llm_recover.py`)", "",
+           f"{doc['model']}: pruned by {pr['pruning']}; then {pr['recovery']}. Held-out: {pr['heldout']}. "
+           "Gap closed = (pruned − recovered) / (pruned − dense) perplexity; every pruned weight is checked to be "
+           f"still zero after recovery (masks held). {pr.get('threads', '?')} thread(s) requested. "
+           + _machine(doc), "",
+           "| pruning | trained | trained parameters | dense | pruned | recovered | gap closed | masks held | "
+           "recovery time |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        out.append(f"| {r['pruning']} | {r['train']} | {r['trained_parameters'] / 1e6:.2f}M "
+                   f"({r['trained_fraction']:.2%}) | {r['perplexity_dense']:.1f} | {r['perplexity_pruned']:.1f} | "
+                   f"{r['perplexity_recovered']:.1f} | {r['gap_closed']:.0%} | "
+                   f"{'yes' if r['masks_held'] else '**no**'} | {r['recover_seconds']:.0f} s |")
+    best = max(runs, key=lambda r: r["gap_closed"])
+    notes = list(dict.fromkeys(n for r in runs for n in r.get("notes", [])))
+    return out + ["", f"No goal recorded. Reduced run: {steps} recovery steps on 64-token windows (the script's defaults: "
+                  f"150 steps, 128 tokens), so the gaps closed are likely lower bounds; best: {best['pruning']} with "
+                  f"{best['train']}, {best['gap_closed']:.0%}." + (" Note: " + " ".join(notes) + "." if notes else ""),
+                  ""]
+
+
+def llm_bitmask() -> list[str]:
+    doc = _load("llm_bitmask.json")
+    if not doc:
+        return []
+    g, rows = doc["goals"], doc["results"]
+    models = list(doc.get("projected_size_ratio", {}))
+    out = ["### Compressed sparse checkpoints (`python benchmarks/llm_bitmask.py`)", "",
+           f"{doc['model']}, {doc['method']}, saved by `llm.save_pruned` dense and `format=\"bitmask\"` (2:4 in its "
+           "own layout). Size: bytes of the weight files, whole checkpoint and the pruned tensors alone (the tied "
+           "embedding stays dense); projected: the whole-checkpoint ratio for "
+           + (", ".join(models) or "larger models") + "'s shapes. Load: " + doc["load_protocol"]
+           + f", {doc['repeats']} repeats, medians; fresh process: one load each with imports. Bit-exact: every "
+           "tensor and the logits equal after reloading. " + _machine(doc), "",
+           "| dtype | pattern | size ratio (pruned tensors) | " + " | ".join(f"projected {m}" for m in models)
+           + " | bit-exact | load dense → bitmask | load ratio | fresh process | save dense → bitmask |",
+           "|---|---|---|" + "---|" * len(models) + "---|---|---|---|---|"]
+    for r in rows:
+        target = f"{r['sparsity']:.0%}" if r["pattern"] == "unstructured" else r["pattern"]
+        ld, fr, sv = r["load_seconds"], r["fresh_process_load_seconds"], r["save_seconds"]
+        proj = [f"{doc['projected_size_ratio'][m].get(r['config'], float('nan')):.2f}" for m in models]
+        out.append(f"| {r['dtype']} | {target} | {r['size_ratio']:.3f} ({r['pruned_tensors_ratio']:.3f}) | "
+                   + "".join(f"{p} | " for p in proj)
+                   + f"{'yes' if r['bit_exact_tensors'] and r['same_logits'] else '**no**'} | "
+                   f"{ld['dense']['median']:.2f} → {ld['bitmask']['median']:.2f} s | {r['load_ratio_median']:.1f}x | "
+                   f"{fr['dense']:.1f} → {fr['bitmask']:.1f} s | {sv['dense']:.1f} → {sv['bitmask']:.1f} s |")
+    verdicts = []
+    for s in (0.5, 0.7):
+        key = f"size_ratio_at_{s}"
+        got = [r["size_ratio"] for r in rows if r["sparsity"] == s]
+        if key in g and got:
+            part = max(r["pruned_tensors_ratio"] for r in rows if r["sparsity"] == s)
+            verdicts.append(f"size ≤ {g[key]}x at {s:.0%}: {_met(max(got) <= g[key])} for this checkpoint "
+                            f"({max(got):.3f}x; the pruned tensors alone {part:.3f}x)")
+    if "load_ratio" in g:
+        worst = max(r["load_ratio_median"] for r in rows)
+        verdicts.append(f"load within {g['load_ratio']}x of dense: {_met(worst <= g['load_ratio'])} "
+                        f"(up to {worst:.1f}x; the dense load memory-maps, the bitmask load decompresses)")
+    exact = all(r["bit_exact_tensors"] and r["same_logits"] for r in rows)
+    return out + ["", "Goals: " + "; ".join(verdicts) + f"; bit-exact: {_met(exact)}.", ""]
+
+
+def oracle() -> list[str]:
+    doc = _load("oracle.json")
+    if not doc:
+        return []
+    st = doc["study"]
+    p, d = st["protocol"], st["dense"]
+    budgets = list(doc.get("budgets", {}))
+    sps = p["sparsities"]
+    out = [f"### Is oracle pruning the oracle? (`{doc.get('command', 'python benchmarks/oracle.py')}`)", "",
+           f"{p['paper']} on {p['model']} / {p['dataset']} (dense test accuracy {d['test_accuracy']:.3f}). Oracle: "
+           f"{p['oracle']}, over {p['oracle_examples']} training examples ({st['oracle_summary']['units']} units). "
+           "Each criterion's scores against it (pooled over groups; correlations by scipy's Spearman and "
+           f"Kendall τ-b); then models pruned at {', '.join(f'{s:.0%}' for s in sps)} by the oracle, each "
+           f"criterion ({p['criterion_allocation']} widths) and {p['n_random']} random structures, fine-tuned for "
+           f"each budget ({p['finetune']['optimizer']}, lr {p['finetune']['lr']}, cosine), duplicates dropped. "
+           + _machine(doc), "",
+           "| criterion | Spearman vs oracle | Kendall vs oracle |", "|---|---|---|"]
+    for c in sorted(st["criteria"], key=lambda c: -(c["pooled"]["kendall"] if c["pooled"]["n"] else -2)):
+        pc = c["pooled"]
+        out.append(f"| {c['criterion']} | " + (f"{pc['spearman']:+.2f} | {pc['kendall']:+.2f} |" if pc["n"] else
+                                               f"n/a: skipped in {len(c['skipped'])} groups (no BatchNorm) | |"))
+    k = lambda c: f"{c['kendall']:+.2f}" if c["kendall"] == c["kendall"] else "n/a"  # noqa: E731  NaN: constant
+    out += ["", "Does the loss right after pruning predict accuracy after fine-tuning? Kendall τ over the pruned "
+            "models, pooled and per sparsity (all models / criteria only):", "",
+            "| fine-tuning epochs | models | pruned loss | oracle-predicted loss | pruned accuracy | "
+            + " | ".join(f"pruned loss at {s:.0%}" for s in sps) + " |", "|---|---|---|---|---|" + "---|" * len(sps)]
+    for b in budgets:
+        c = doc["budgets"][b]["correlations"]
+        pool = c["pooled"]
+        per = [f"{k(c['per_sparsity'][str(s)]['pruned_train_loss_vs_finetuned_accuracy'])} / "
+               f"{k(c['per_sparsity_criteria_only'][str(s)]['pruned_train_loss_vs_finetuned_accuracy'])}" for s in sps]
+        out.append(f"| {b} | {pool['n_models']} | {k(pool['pruned_train_loss_vs_finetuned_accuracy'])} | "
+                   f"{k(pool['oracle_predicted_loss_vs_finetuned_accuracy'])} | "
+                   f"{k(pool['pruned_accuracy_vs_finetuned_accuracy'])} | " + " | ".join(per) + " |")
+    first, last = budgets[0], budgets[-1]
+    tau = lambda b, x="pruned_train": doc["budgets"][b]["correlations"]["pooled"][f"{x}_loss_vs_finetuned_accuracy"]  # noqa: E731,E501
+    return out + ["", f"No goal recorded. Reduced run: budgets {', '.join(budgets)} epochs (the script's default is "
+                  f"1, 5, 20). The pruned loss's pooled τ weakens from {k(tau(first))} after {first} epoch(s) to "
+                  f"{k(tau(last))} after {last} (the oracle's prediction: {k(tau(first, 'oracle_predicted'))} → "
+                  f"{k(tau(last, 'oracle_predicted'))}); among the criteria alone it is weak or reversed at the longest budget. "
+                  "The paper reports little or no correlation after fine-tuning on modern networks; here it weakens "
+                  "with the budget but stays negative over all models.", ""]
+
+
+def sweep_overhead() -> list[str]:
+    doc = _load("sweep_overhead.json")
+    if not doc:
+        return []
+    cfgs = doc["configs"]
+    c0 = next(iter(cfgs.values()))
+    grid = " × ".join("/".join(map(str, v)) for v in c0["grid"].values())
+    out = ["### Sweep overhead: Ray against a plain loop (`python benchmarks/sweep_overhead.py`)", "",
+           f"The same {c0['cells']}-cell sweep (lenet300 on digits, {grid}, {c0['seeds']} seeds) on the embedded "
+           f"local Ray (`num_cpus={c0['num_cpus']}`; its time includes `ray.init`, shown separately, and starting "
+           "the workers) and on a plain loop, each in a fresh interpreter and runs directory. Load average at the "
+           f"start {doc['machine'].get('loadavg_1_5_15', ['?'])[0]:.1f} on {doc['machine'].get('os_cpu_count', '?')} "
+           "cores. " + _machine(doc), "",
+           "| config | loop | Ray (of it `ray.init`) | Ray / loop | without init | same results | goal |",
+           "|---|---|---|---|---|---|---|"]
+    for name, c in cfgs.items():
+        out.append(f"| {name} | {c['loop_seconds']:.1f} s | {c['ray_seconds']:.1f} s ({c['ray_init_seconds']:.1f} s) "
+                   f"| {c['ratio']:.2f} | {c['ratio_without_init']:.2f} | {'yes' if c['same_results'] else '**no**'} "
+                   f"| ≤ {c['goal_ratio']} |")
+    ok = all(c["meets_goal"] for c in cfgs.values())
+    return out + ["", f"Goal (Ray ≤ {c0['goal_ratio']}x the loop's wall time on 2 cores): {_met(ok)} in "
+                  f"{sum(c['meets_goal'] for c in cfgs.values())}/{len(cfgs)} configs.", ""]
+
+
+def deltas() -> list[str]:
+    doc = _load("deltas.json")
+    if not doc:
+        return []
+    ft, ev, rows = doc["finetune"], doc["eval"], doc["results"]
+    ref = {r["variant"]: r["perplexity"] for r in rows if r.get("sparsity") is None and "perplexity" in r}
+    sps = sorted({r["sparsity"] for r in rows if r.get("sparsity") is not None})
+    out = ["### Delta pruning of a fine-tune (`python benchmarks/deltas.py`)", "",
+           f"Base {doc['base']}; fine-tuned {ft['steps']} {ft['optimizer']} steps (batch {ft['batch']} × "
+           f"{ft['seqlen']} tokens, lr {ft['lr']}) on {', '.join(ft['plays'])}; the delta pruned by "
+           f"`secateurs.deltas.prune` and, where installed, by mergekit's DARE. Perplexity on {ev['windows']} windows of "
+           f"{ev['seqlen']} tokens of the {ev['text']}: base {ref.get('base', float('nan')):.2f}, fine-tuned "
+           f"{ref.get('finetuned', float('nan')):.2f}. " + _machine(doc), "",
+           "| variant | " + " | ".join(f"p = {s}" for s in sps) + " |", "|---|" + "---|" * len(sps)]
+    for v in dict.fromkeys(r["variant"] for r in rows if r.get("sparsity") is not None):
+        by = {r["sparsity"]: r for r in rows if r["variant"] == v and r.get("sparsity") is not None}
+        out.append(f"| {v} | " + " | ".join(f"{by[s]['perplexity']:.2f}" if s in by else "" for s in sps) + " |")
+    notes = [r["note"] for r in rows if "perplexity" not in r and r.get("note")]
+    m = doc.get("memory") or {}
+    tail = [f"Not measured: {' '.join(n.rstrip('.') + '.' for n in notes)}"] if notes else []
+    if m:
+        tail.append(f"Peak memory of `deltas.prune` (dare, 0.9) in a fresh process: "
+                    f"{m['peak_minus_before_bytes'] / 2**20:.0f} MiB above its start, checkpoint "
+                    f"{m['checkpoint_bytes'] / 2**20:.0f} MiB, largest tensor {m['largest_tensor_bytes'] / 2**20:.0f} MiB.")
+    if len(sps) < 3 or ft["steps"] < 30:
+        tail.append("Reduced run (the script's default is 30 steps at p = 0.5, 0.9, 0.99).")
+    return out + (["", " ".join(tail)] if tail else []) + [""]
+
+
+def llm_structured() -> list[str]:
+    doc = _load("llm_structured.json")
+    if not doc:
+        return []
+    pr, d = doc["protocol"], doc["dense"]
+    out = ["### Structured pruning of SmolLM2-135M (`python benchmarks/llm_structured.py`)", "",
+           f"{doc['model']}: FLAP, width pruning (uniform widths) and ShortGPT layer removal; calibration "
+           f"{pr['calibration']}; perplexity on the {pr['heldout']}; latency: {pr['latency']}; recovery: "
+           f"{pr['recovery']}. Dense: {d['params'] / 1e6:.1f}M parameters, perplexity {d['perplexity']:.2f}. "
+           + _machine(doc), "",
+           "| method | target | parameters | reduction | perplexity | prefill speed-up |", "|---|---|---|---|---|---|"]
+    for r in doc["runs"]:
+        out.append(f"| {r['method']} | {r['target_sparsity']:.0%} | {r['params'] / 1e6:.1f}M | "
+                   f"{r['params_reduction']:.1%} | {r['perplexity']:.2f} | {r['speedup']:.2f}x |")
+    return out + [""]
+
+
 def main() -> None:
     body = "\n".join([START, "", *mask_speed(), *quality(), *engine_combos(), *structured(), *structured_llm(),
-                      *llm(), *llm_alps(), *llm_ria_dsnot(), *llm_stream(), *sparse_training(), *sparse_overhead(), *dst_reference(), *lottery(),
+                      *llm(), *llm_alps(), *llm_ria_dsnot(), *llm_stream(), *llm_structured(), *llm_recover(),
+                      *llm_bitmask(), *deltas(), *sparse_training(), *sparse_overhead(), *dst_reference(),
+                      *lottery(), *oracle(), *sweep_overhead(),
                       *data_pruning(), *infobatch(), *data_scale(), END])
     readme = ROOT / "README.md"
     text = readme.read_text()
