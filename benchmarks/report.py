@@ -769,6 +769,9 @@ def deltas() -> list[str]:
                     f"{m['checkpoint_bytes'] / 2**20:.0f} MiB, largest tensor {m['largest_tensor_bytes'] / 2**20:.0f} MiB.")
     if len(sps) < 3 or ft["steps"] < 30:
         tail.append("Reduced run (the script's default is 30 steps at p = 0.5, 0.9, 0.99).")
+    if doc.get("partial"):
+        tail.append(f"Partial: {doc.get('note', 'the run did not finish')}; empty cells, the mergekit comparison "
+                    f"and the peak memory were not measured.")
     return out + (["", " ".join(tail)] if tail else []) + [""]
 
 
