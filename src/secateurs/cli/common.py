@@ -71,7 +71,7 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*a, **k)
         except PruningError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False)
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)  # one line, greppable
             raise typer.Exit(2)
 
     return wrapper
