@@ -234,3 +234,29 @@ def test_cli_deltas_prune(bed, tmp_path):
                               "--finetuned", str(bed["ft2"]), "--sparsity", "0.5", "--out", str(tmp_path / "m"),
                               "--json"])
     assert res.exit_code == 0, res.output and json.loads(res.stdout)["sign_election"] is True
+
+
+def test_bf16_checkpoints_stay_bf16_and_dare_is_exact_on_the_kept_deltas(bed, tmp_path):
+    """A bfloat16 base and fine-tune give a bfloat16 output; each kept delta is the bf16 delta rescaled by
+    1/(1-p) (to bf16 rounding), each dropped one leaves the base value exactly."""
+    from transformers import AutoModelForCausalLM
+
+    from secateurs import deltas
+
+    dirs = {}
+    for name in ("base", "ft"):
+        m = AutoModelForCausalLM.from_pretrained(bed[name]).to(torch.bfloat16)
+        m.save_pretrained(tmp_path / name)
+        dirs[name] = tmp_path / name
+    (tmp_path / "ft" / "tokenizer_config.json").write_text("{}")
+    deltas.prune(dirs["base"], dirs["ft"], tmp_path / "out", method="dare", sparsity=0.5, seed=0)
+    base, ft, out = _tensors(dirs["base"]), _tensors(dirs["ft"]), _tensors(tmp_path / "out")
+    assert {v.dtype for v in out.values()} == {torch.bfloat16}
+    k = "model.layers.0.mlp.up_proj.weight"
+    d_ft, d_out = (ft[k] - base[k]).float(), (out[k] - base[k]).float()
+    dropped = (d_out == 0) & (d_ft != 0)
+    assert 0.4 < dropped.float().mean() / (d_ft != 0).float().mean() < 0.6
+    kept = ~dropped & (d_ft != 0)
+    want = base[k].float() + 2 * d_ft  # the rescaled delta on the base, rounded to bf16 (an ulp is 2^-7 relative
+    ulp = 2 ** -7 * torch.maximum(want.abs(), base[k].float().abs())  # of the larger of the two operands)
+    assert ((out[k].float() - want).abs()[kept] <= ulp[kept]).all()
