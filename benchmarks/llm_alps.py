@@ -46,7 +46,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from llm_common import run_worker, reset_peak, shakespeare_setup, vm_bytes  # noqa: E402
+from llm_common import REFERENCE_MODELS, model_path, reset_peak, run_worker, shakespeare_setup, vm_bytes  # noqa: E402
 from llm_reference import _compare, _unwrap_layers, _wrap_layers  # noqa: E402  (the same calling glue)
 
 REFS = HERE.parent / ".refs"
@@ -97,9 +97,8 @@ def worker(args) -> None:
 
     from secateurs.core.blocks import find_blocks, find_linears
     from secateurs.llm import perplexity, prune
-    from secateurs.zoo.shakespeare import shakespeare_llama
 
-    model, _, rows, held, _ = shakespeare_setup(shakespeare_llama(), "causal", args.nsamples, args.seqlen)
+    model, _, rows, held, _ = shakespeare_setup(model_path(args.model), "causal", args.nsamples, args.seqlen)
     eval_ids = held[: args.eval_windows * args.seqlen]
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -136,7 +135,7 @@ def _spawn(impl: str, pattern: str, args, tmp: Path) -> dict:
     result, weights = tmp / f"{tag}.json", tmp / f"{tag}.st"
     cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--pattern", pattern, "--result", str(result),
            "--weights", str(weights), "--nsamples", str(args.nsamples), "--seqlen", str(args.seqlen),
-           "--eval-windows", str(args.eval_windows), "--threads", str(args.threads)]
+           "--eval-windows", str(args.eval_windows), "--threads", str(args.threads), "--model", args.model]
     return run_worker(cmd, result, weights, f"{impl} {pattern}")
 
 
@@ -153,8 +152,12 @@ def main() -> None:
     ap.add_argument("--seqlen", type=int, default=256)
     ap.add_argument("--eval-windows", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1, help="torch threads in every worker (0: torch's default)")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--model", choices=REFERENCE_MODELS, default="shakespeare-llama",
+                    help="smollm2-135m: the real pretrained SmolLM2 (llm_alps_smollm2-135m.json)")
+    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    if args.out is None:
+        args.out = RESULTS if args.model == "shakespeare-llama" else RESULTS.with_name(f"llm_alps_{args.model}.json")
     if args.worker:
         worker(args)
         return
@@ -164,9 +167,7 @@ def main() -> None:
     from _machine import machine_info
 
     from secateurs.llm.output import library_versions
-    from secateurs.zoo.shakespeare import shakespeare_llama
-
-    shakespeare_llama()  # build (once) before the workers start, so that they never race to build it
+    model_path(args.model)  # build (once) before the workers start, so that they never race to build it
     t_start = time.perf_counter()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -192,7 +193,7 @@ def main() -> None:
                               for k, v in row.items()}), file=sys.stderr, flush=True)
     commit = subprocess.run(["git", "-C", str(REFS / "ALPS"), "rev-parse", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
-    doc = {"benchmark": "llm_alps", "machine": machine_info(), "versions": library_versions(),
+    doc = {"benchmark": "llm_alps", "model": args.model, "machine": machine_info(), "versions": library_versions(),
            "references": {"mazumder-lab/ALPS": commit},
            "settings": {"nsamples": args.nsamples, "seqlen": args.seqlen, "eval_windows": args.eval_windows,
                         "threads": args.threads or torch.get_num_threads(),

@@ -41,7 +41,7 @@ from torch import nn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from llm_common import run_worker, reset_peak, shakespeare_setup, vm_bytes  # noqa: E402
+from llm_common import REFERENCE_MODELS, model_path, run_worker, reset_peak, shakespeare_setup, vm_bytes  # noqa: E402
 REFS = HERE.parent / ".refs"
 RESULTS = HERE / "results" / "llm_reference.json"
 CONFIGS = [("wanda", "unstructured", 0.5), ("wanda", "2:4", None), ("sparsegpt", "unstructured", 0.5),
@@ -124,9 +124,7 @@ def run_reference(model, tokenizer, rows: torch.Tensor, method: str, pattern: st
 
 # ---------------------------------------------------------------------------------------------------- worker
 def _data(args):
-    from secateurs.zoo.shakespeare import shakespeare_llama
-
-    path = shakespeare_llama()
+    path = model_path(args.model)
     model, tok, rows, held, _ = shakespeare_setup(path, "causal", args.nsamples, args.seqlen)
     return path, model, tok, rows, held[: args.eval_windows * args.seqlen]
 
@@ -172,7 +170,7 @@ def _spawn(impl: str, method: str, pattern: str, args, tmp: Path) -> dict:
     result, weights = tmp / f"{impl}-{method}-{pattern}.json", tmp / f"{impl}-{method}-{pattern.replace(':', '-')}.st"
     cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--method", method, "--pattern", pattern,
            "--result", str(result), "--weights", str(weights), "--nsamples", str(args.nsamples),
-           "--seqlen", str(args.seqlen), "--eval-windows", str(args.eval_windows)]
+           "--seqlen", str(args.seqlen), "--eval-windows", str(args.eval_windows), "--model", args.model]
     return run_worker(cmd, result, weights, f"{impl} {method} {pattern}")
 
 
@@ -197,8 +195,13 @@ def main() -> None:
     ap.add_argument("--nsamples", type=int, default=64)
     ap.add_argument("--seqlen", type=int, default=256)
     ap.add_argument("--eval-windows", type=int, default=64)
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--model", choices=REFERENCE_MODELS, default="shakespeare-llama",
+                    help="smollm2-135m: the real pretrained SmolLM2 (llm_reference_smollm2-135m.json)")
+    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    if args.out is None:
+        args.out = RESULTS if args.model == "shakespeare-llama" else RESULTS.with_name(
+            f"llm_reference_{args.model}.json")
     if args.worker:
         worker(args)
         return
@@ -208,6 +211,7 @@ def main() -> None:
 
     from secateurs.llm.output import library_versions
 
+    model_path(args.model)  # build (once) before the workers start, so that they never race to build it
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         dense = _spawn("dense", "none", "unstructured", args, Path(tmp))
@@ -237,7 +241,7 @@ def main() -> None:
     for name in ("wanda", "sparsegpt"):
         proc = subprocess.run(["git", "-C", str(REFS / name), "rev-parse", "HEAD"], capture_output=True, text=True)
         commits[name] = proc.stdout.strip()
-    doc = {"benchmark": "llm_reference", "machine": machine_info(), "versions": library_versions(),
+    doc = {"benchmark": "llm_reference", "model": args.model, "machine": machine_info(), "versions": library_versions(),
            "references": {"locuslab/wanda": commits["wanda"], "IST-DASLab/sparsegpt": commits["sparsegpt"]},
            "settings": {"nsamples": args.nsamples, "seqlen": args.seqlen, "eval_windows": args.eval_windows,
                         "calibration": "shakespeare calibration plays, draw_windows(seed=0)",

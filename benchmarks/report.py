@@ -140,12 +140,17 @@ def llm() -> list[str]:
                          if (m, a, *x) in by else "" for x in settings]
                 out.append(f"| {m} | {a} | " + " | ".join(cells) + " |")
             out.append("")
-    doc = _load("llm_reference.json")
-    if doc:
+    for name, model, flag in (("llm_reference.json", "Shakespeare Llama", ""),
+                              ("llm_reference_smollm2-135m.json", "SmolLM2-135M", " --model smollm2-135m")):
+        doc = _load(name)
+        if not doc:
+            continue
         refs = ", ".join(f"{k}@{v[:7]}" for k, v in doc["references"].items())
         st = doc["settings"]
-        out += ["### Against the reference implementations (`python benchmarks/llm_reference.py`)", "",
-                f"Same Shakespeare Llama, same {st['nsamples']} calibration rows of {st['seqlen']} tokens, same "
+        out += [f"### Against the reference implementations on {model} (`python benchmarks/llm_reference.py{flag}`)",
+                "",
+                f"Same {model} (dense perplexity {doc['dense_perplexity']:.3f}), same {st['nsamples']} calibration "
+                f"rows of {st['seqlen']} tokens, same "
                 f"evaluation windows; the reference code ({refs}) is fetched and driven by the benchmark's own "
                 "glue. Ratios are secateurs / reference (lower is better for time and memory). " + _machine(doc), "",
                 "| method | pattern | perplexity secateurs / reference | mask agreement | time per block | "
@@ -337,13 +342,59 @@ def structured_llm() -> list[str]:
     return out + [""]
 
 
+def llm_pretrained() -> list[str]:
+    """Every LLM method x target x allocation on the real pretrained LLMs (llm_pretrained*.json)."""
+    parts = {}
+    for name in ("llm_pretrained.json", "llm_pretrained_gemma3.json"):
+        doc = _load(name)
+        for key, part in (doc or {}).items():
+            if isinstance(part, dict) and "runs" in part:
+                parts[key] = (part, doc)
+    if not parts:
+        return []
+    out = ["### Real pretrained LLMs: every method × sparsity (`python benchmarks/llm_pretrained.py --model NAME`)",
+           "", "Held-out perplexity of SmolLM2-135M and Gemma-3-270M (dequantized from their 4-bit GGUF files, so "
+           "*dense* is the dequantized model) after one-shot pruning of every block linear; each cell is "
+           "perplexity (pruning seconds). OWL uses λ=0.08, M=5 (unstructured) and the mixed N:M variant with "
+           "λ=2, M=6. Empty cells were not run.", ""]
+    label = lambda p, s: f"{s:.0%}" if p == "unstructured" else p  # noqa: E731
+    for key, (part, doc) in parts.items():
+        pr = part["protocol"]
+        c, e = pr["calibration"], pr["evaluation"]
+        runs = part["runs"]
+        settings = sorted({(r["pattern"], r["sparsity"] if r["pattern"] == "unstructured" else None) for r in runs},
+                          key=lambda x: (x[0] != "unstructured", x[0], x[1] or 0))
+        by = {(r["method"], r["allocation"], r["pattern"],
+               r["sparsity"] if r["pattern"] == "unstructured" else None): r for r in runs}
+        rows = sorted({(r["method"], r["allocation"]) for r in runs}, key=lambda x: (x[1] != "uniform", x[0]))
+        peak = max(r.get("peak_rss_above_model_mib", 0) for r in runs)
+        out += [f"**{part['model']}** ({part['parameters'] / 1e6:.0f}M parameters, {part['blocks']} blocks): dense "
+                f"perplexity **{part['dense_perplexity']:.2f}**; calibration {c['nsamples']} × {c['seqlen']} tokens "
+                f"(seed {c['seed']}, {c['source']}); evaluation {e['windows']} × {e['seqlen']} tokens ({e['source']}). "
+                f"Largest peak memory of a pruning run above the loaded model: {peak:.0f} MiB. "
+                f"`{doc.get('commands', {}).get(key, '')}` " + _machine(doc), "",
+                "| method | allocation | " + " | ".join(label(*x) for x in settings) + " |",
+                "|---|---|" + "---|" * len(settings)]
+        for m, a in rows:
+            cells = [f"{by[(m, a, *x)]['perplexity']:.1f} ({by[(m, a, *x)]['prune_seconds']:.0f} s)"
+                     if (m, a, *x) in by else "" for x in settings]
+            out.append(f"| {m} | {a} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
 def llm_alps() -> list[str]:
-    doc = _load("llm_alps.json")
+    return [*_llm_alps("llm_alps.json", "Shakespeare Llama", ""),
+            *_llm_alps("llm_alps_smollm2-135m.json", "SmolLM2-135M", " --model smollm2-135m")]
+
+
+def _llm_alps(name: str, model: str, flag: str) -> list[str]:
+    doc = _load(name)
     if not doc:
         return []
     st = doc["settings"]
-    out = ["### ALPS against its authors' code (`python benchmarks/llm_alps.py`)", "",
-           f"Shakespeare Llama, the same calibration rows ({st.get('nsamples', '?')} × {st.get('seqlen', '?')}) and "
+    out = [f"### ALPS against its authors' code on {model} (`python benchmarks/llm_alps.py{flag}`)", "",
+           f"{model}, the same calibration rows ({st.get('nsamples', '?')} × {st.get('seqlen', '?')}) and "
            f"evaluation windows for every implementation, one thread each; dense perplexity "
            f"{doc['dense_perplexity']:.3f}. ALPS (Meng et al. 2024) as secateurs' criterion + solver, the reference "
            "(mazumder-lab/ALPS, its `cuda:0` replaced by `cpu` at import), and secateurs' SparseGPT. "
@@ -794,7 +845,7 @@ def llm_structured() -> list[str]:
 
 def main() -> None:
     body = "\n".join([START, "", *mask_speed(), *quality(), *engine_combos(), *structured(), *structured_llm(),
-                      *llm(), *llm_alps(), *llm_ria_dsnot(), *llm_stream(), *llm_structured(), *llm_recover(),
+                      *llm_pretrained(), *llm(), *llm_alps(), *llm_ria_dsnot(), *llm_stream(), *llm_structured(), *llm_recover(),
                       *llm_bitmask(), *deltas(), *sparse_training(), *sparse_overhead(), *dst_reference(),
                       *lottery(), *oracle(), *sweep_overhead(),
                       *data_pruning(), *infobatch(), *data_scale(), END])

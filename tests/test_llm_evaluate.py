@@ -109,6 +109,41 @@ def test_stride_matches_the_hf_sliding_window_loop(llama, ids, stride):
     assert got == pytest.approx(hf_guide_ppl(llama, ids, 16, stride), rel=1e-5)
 
 
+def test_bos_token_is_fed_before_every_window_and_all_tokens_scored(llama, ids):
+    """bos_token_id: every window is [BOS] + window and every window token is scored (Gemma's protocol)."""
+    bos = 5
+    nll, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(100 // 16):
+            x = torch.cat([torch.tensor([bos]), ids[i * 16:(i + 1) * 16]])[None]
+            logp = torch.log_softmax(llama(input_ids=x).logits[0, :-1].double(), -1)
+            nll -= float(logp.gather(1, x[0, 1:, None]).sum())
+            count += 16
+    want = math.exp(nll / count)
+    assert perplexity(llama, ids, seqlen=16, bos_token_id=bos) == pytest.approx(want, rel=1e-5)
+    assert perplexity(llama, ids, seqlen=16, batch_size=4, bos_token_id=bos) == pytest.approx(want, rel=1e-5)
+    assert perplexity(llama, ids, seqlen=16, bos_token_id=bos) != pytest.approx(perplexity(llama, ids, seqlen=16))
+    # sliding windows with BOS score each token once: stride == seqlen is the non-overlapping protocol
+    assert perplexity(llama, ids[:96], seqlen=16, stride=16, bos_token_id=bos) == pytest.approx(want, rel=1e-5)
+    with pytest.raises(InvalidArgumentError, match="BOS"):
+        perplexity(llama, ids, seqlen=32, bos_token_id=bos)  # 32 + BOS > max_position_embeddings
+    with pytest.raises(InvalidArgumentError, match="out of range"):
+        perplexity(llama, ids, seqlen=16, bos_token_id=64)
+    with pytest.raises(InvalidArgumentError, match="bos_token_id"):
+        perplexity(llama, ids, seqlen=16, bos_token_id=-1)
+
+
+def test_draw_windows_with_bos_keeps_the_starts():
+    from secateurs.llm.calibration import draw_windows
+
+    stream = torch.arange(1000)
+    plain = draw_windows(stream, 4, 8, seed=0)
+    with_bos = draw_windows(stream, 4, 8, seed=0, bos_token_id=7777)
+    assert with_bos.shape == plain.shape
+    assert (with_bos[:, 0] == 7777).all()
+    assert torch.equal(with_bos[:, 1:], plain[:, :-1])
+
+
 def test_mode_is_restored_and_weights_untouched(ids):
     model = tiny_llama()
     model.train()

@@ -36,11 +36,18 @@ def default_seqlen(model: nn.Module) -> int:
     return min(model_max_positions(model) or 2048, 2048)
 
 
-def draw_windows(ids: torch.Tensor, nsamples: int, seqlen: int, seed: int) -> torch.Tensor:
-    """``nsamples`` windows of ``seqlen`` tokens at random starts (``random.Random(seed)``, as Wanda's loaders)."""
+def draw_windows(ids: torch.Tensor, nsamples: int, seqlen: int, seed: int, *,
+                 bos_token_id: int | None = None) -> torch.Tensor:
+    """``nsamples`` windows of ``seqlen`` tokens at random starts (``random.Random(seed)``, as Wanda's loaders).
+
+    With ``bos_token_id`` every row is ``[BOS]`` followed by ``seqlen - 1`` tokens from the same starts, for models
+    trained with a BOS at position 0 (Gemma; see :func:`~secateurs.llm.evaluate.perplexity`)."""
     rng = random.Random(seed)
     starts = [rng.randint(0, ids.numel() - seqlen - 1) for _ in range(nsamples)]
-    return torch.stack([ids[s:s + seqlen] for s in starts])
+    if bos_token_id is None:
+        return torch.stack([ids[s:s + seqlen] for s in starts])
+    bos = ids.new_full((1,), bos_token_id)
+    return torch.stack([torch.cat([bos, ids[s:s + seqlen - 1]]) for s in starts])
 
 
 def _describe(calibration: Any) -> str:
