@@ -114,3 +114,10 @@ def test_cli_json(runner, shared_cache, quick_lenet5):
     assert doc["protocol"]["criteria"] == ["l2"] and len(doc["pruned"]) == 3
     bad = runner.invoke(app, ["oracle", "--sparsities", "0.5,x"])
     assert bad.exit_code != 0 and "sparsities" in bad.output
+
+
+def test_oracle_study_is_exported_from_recipes():
+    import secateurs.recipes as recipes
+
+    assert recipes.oracle_study is oracle_study
+    assert "oracle_study" in recipes.__all__
