@@ -843,12 +843,106 @@ def llm_structured() -> list[str]:
     return out + [""]
 
 
+def fashion_mnist() -> list[str]:
+    doc = _load("fashion_mnist.json")
+    if not doc:
+        return []
+    parts, b = doc.get("parts", {}), doc.get("budget", {})
+    sub = doc.get("subset", {})
+    out = ["### Fashion-MNIST: weights, sparse training, structured and data pruning (`python benchmarks/fashion_mnist.py`)",
+           "", f"28x28 Fashion-MNIST; dense models trained on the 60,000 training images, everything after that on a "
+           f"fixed {sub.get('size', 10000):,}-example subset of them (`{sub.get('name', '?')}`), every accuracy on the "
+           f"full 10,000-image test split. One thread; budget {b.get('limit_seconds', 3600) / 60:.0f} min for the "
+           f"whole script from a cold cache: measured {b.get('total_cpu_seconds', 0) / 60:.1f} min CPU time "
+           f"({b.get('total_wall_seconds', 0) / 60:.1f} min wall on a shared machine). " + _machine(doc), "",
+           "| model | parameters | MACs | test accuracy | training (CPU s) | used |", "|---|---|---|---|---|---|"]
+    for name, m in doc.get("models", {}).items():
+        used = "yes" if m.get("used") else f"no: {m.get('skipped_reason')}"
+        cpu = m.get("train_cpu_seconds")
+        out.append(f"| {name} | {m['params'] / 1e3:.1f}k | {m['macs'] / 1e6:.2f}M | {m['accuracy']:.4f} | "
+                   f"{'' if cpu is None else f'{cpu:.0f}'} | {used} |")
+    out.append("")
+    w = parts.get("weights")
+    if w and w["rows"]:
+        st = w.get("settings", {})
+        out += [f"**Weight pruning** (`secateurs.prune`): accuracy right after pruning → after fine-tuning "
+                f"({st.get('finetune', '?')}), seed 0.", ""]
+        for model in dict.fromkeys(r["model"] for r in w["rows"]):
+            rows = [r for r in w["rows"] if r["model"] == model]
+            sps = sorted({r["sparsity"] for r in rows})
+            out += [f"{model}:", "", "| criterion | allocation | " + " | ".join(f"{s:.0%}" for s in sps) + " |",
+                    "|---|---|" + "---|" * len(sps)]
+            for c, a in dict.fromkeys((r["criterion"], r["allocation"]) for r in rows):
+                cells = []
+                for s in sps:
+                    r = next((r for r in rows if (r["criterion"], r["allocation"], r["sparsity"]) == (c, a, s)), None)
+                    cells.append(f"{r['accuracy_pruned']:.3f} → {r['accuracy_finetuned']:.3f}" if r else "")
+                out.append(f"| {c} | {a} | " + " | ".join(cells) + " |")
+            out.append("")
+    t = parts.get("sparse_training")
+    if t and t["rows"]:
+        st = t.get("settings", {})
+        out += [f"**Sparse training** of the convnet from scratch on the subset to {st.get('target_sparsity', 0.9):.0%} "
+                f"sparsity, {st.get('epochs', '?')} epochs ({st.get('steps', '?')} steps) for every method; IMP "
+                f"trains once per round ({st.get('imp', {}).get('rounds', '?')} rounds of "
+                f"{st.get('imp', {}).get('prune_rate', 0):.1%}, late rewinding), so its budget is larger.", "",
+                "| method | accuracy | sparsity | training epochs |", "|---|---|---|---|"]
+        for r in t["rows"]:
+            out.append(f"| {r['method']} | {r['accuracy']:.4f} | {r['sparsity']:.3f} | {r['train_epochs']} |")
+        out.append("")
+    s_ = parts.get("structured")
+    if s_ and s_["rows"]:
+        st = s_.get("settings", {})
+        lat = st.get("latency", {})
+        out += [f"**Structured pruning** (`secateurs.structured.prune`, uniform; torch-pruning "
+                f"{st.get('torch_pruning') or 'not installed'}): MAC reduction, CPU speed-up (batch "
+                f"{lat.get('batch', '?')}, thread CPU time, median of {lat.get('rounds', '?')} interleaved rounds), "
+                "accuracy right after pruning → after fine-tuning." + (f" {st['peer_note']}" if st.get("peer_note")
+                                                                      else ""), "",
+                "| model | ratio | run | parameters | MAC reduction | speed-up | accuracy |", "|---|---|---|---|---|---|---|"]
+        for r in s_["rows"]:
+            if not r.get("ok"):
+                out.append(f"| {r['model']} | {r['ratio']:.0%} | {r['run']} | failed: {r.get('error', '?')[:80]} | | | |")
+                continue
+            out.append(f"| {r['model']} | {r['ratio']:.0%} | {r['run']} | {r['params'] / 1e3:.1f}k | "
+                       f"{r['mac_reduction']:.2f}x | {r['speedup']:.2f}x | {r['accuracy_pruned']:.3f} → "
+                       f"{r['accuracy_finetuned']:.3f} |")
+        out.append("")
+    d = parts.get("data_pruning")
+    if d and d.get("summary"):
+        st, sm = d.get("settings", {}), d["summary"]
+        rates = st.get("rates", [])
+        full = next((r for r in sm if r["strategy"] == "full"), None)
+
+        def cell(scorer: str, strategy: str, rate: float) -> str:
+            r = next((r for r in sm if (r["scorer"], r["strategy"]) == (scorer, strategy) and abs(r["rate"] - rate) < 1e-9), None)
+            return "" if r is None else f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}"
+
+        out += [f"**Data pruning**: the convnet trained from scratch on the kept part of the {st.get('n_train', '?')} "
+                f"subset examples for the optimizer steps of {st.get('epochs', '?')} epochs on all of them; test "
+                f"accuracy in %, mean ± std over seeds {st.get('seeds')}"
+                + (f"; full data {100 * full['mean']:.1f} ± {100 * full['std']:.1f}" if full else "") + ".", "",
+                "| selection | " + " | ".join(f"{r:.0%} pruned" for r in rates) + " |", "|---|" + "---|" * len(rates),
+                "| random | " + " | ".join(cell("-", "random", r) for r in rates) + " |"]
+        for scorer in st.get("scorers", []):
+            for strategy in ("hard", "ccs"):
+                out.append(f"| {scorer} {strategy} | " + " | ".join(cell(scorer, strategy, r) for r in rates) + " |")
+        beats = d.get("claim", {}).get("ccs_beats_random", [])
+        if beats:
+            out += ["", "CCS vs random (Zheng et al. 2023 claim CCS beats random at high rates), difference in points "
+                    "± standard error: " + "; ".join(
+                        f"{c['scorer']} {c['rate']:.0%}: {c['ccs_minus_random_pp']:+.1f} ± {c['se_pp']:.1f}"
+                        + (" (beats)" if c["beats"] else "") for c in beats) + "."]
+        out.append("")
+    return out
+
+
 def main() -> None:
     body = "\n".join([START, "", *mask_speed(), *quality(), *engine_combos(), *structured(), *structured_llm(),
                       *llm_pretrained(), *llm(), *llm_alps(), *llm_ria_dsnot(), *llm_stream(), *llm_structured(), *llm_recover(),
                       *llm_bitmask(), *deltas(), *sparse_training(), *sparse_overhead(), *dst_reference(),
                       *lottery(), *oracle(), *sweep_overhead(),
-                      *data_pruning(), *infobatch(), *data_scale(), END])
+                      *data_pruning(), *infobatch(), *data_scale(), *fashion_mnist(), END])
     readme = ROOT / "README.md"
     text = readme.read_text()
     head, _, rest = text.partition(START)
