@@ -181,7 +181,13 @@ def _compare(a: dict, b: dict) -> dict:
     same = sum(int(((wa[k] == 0) == (wb[k] == 0)).sum()) for k in wa)
     total = sum(wa[k].numel() for k in wa)
     diff = max(float((wa[k] - wb[k]).abs().max()) for k in wa)
-    return {"mask_agreement": same / total, "max_abs_weight_difference": diff}
+    blocks: dict[int, list[int]] = {}
+    for k in wa:  # keys are "<block>.<linear>": where along the depth the two masks start to differ
+        b = blocks.setdefault(int(k.split(".")[0]), [0, 0])
+        b[0] += int(((wa[k] == 0) == (wb[k] == 0)).sum())
+        b[1] += wa[k].numel()
+    return {"mask_agreement": same / total, "max_abs_weight_difference": diff,
+            "mask_agreement_per_block": [round(blocks[b][0] / blocks[b][1], 6) for b in sorted(blocks)]}
 
 
 def main() -> None:
