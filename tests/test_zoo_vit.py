@@ -73,9 +73,11 @@ def test_block_hook_sees_tokens_and_blocks_replay_the_forward(digits):
 def test_vit_learns_in_a_few_epochs(digits):
     model = build()
     train, test = digits.loaders(32, seed=0)
-    losses = zoo.fit(model, train, epochs=6, lr=2e-3, optimizer="adam", weight_decay=0.05, seed=0, num_threads=1)
+    losses = zoo.fit(model, train, epochs=8, lr=2e-3, optimizer="adam", weight_decay=0.05, seed=0, num_threads=1)
     assert losses[-1] < losses[0]
-    assert zoo.evaluate(model, test)["accuracy"] > 0.5  # chance is 0.1; measured 0.69 (8 epochs: 0.78)
+    # chance is 0.1; measured 0.78-0.81 with 8 epochs.  6 epochs sat on the edge of the warm-up: 0.69 on one
+    # CPU and 0.44 on another (float rounding differs by micro-architecture), so the test trains 8.
+    assert zoo.evaluate(model, test)["accuracy"] > 0.5
 
 
 def test_vit_default_recipe_is_adamw():
