@@ -28,12 +28,19 @@ from _machine import machine_info  # noqa: E402
 
 from secateurs.core.blocks import find_blocks, find_linears, weight_2d  # noqa: E402
 from secateurs.core.modes import num_threads  # noqa: E402
-from secateurs.llm import perplexity, prune, recover  # noqa: E402
+from secateurs.llm import perplexity, prune, prune_structured, recover  # noqa: E402
 from secateurs.llm.output import library_versions  # noqa: E402
 from secateurs.llm.text import load_local_model, load_local_tokenizer, load_token_ids  # noqa: E402
 
 PRUNINGS = {"wanda50": {"method": "wanda", "sparsity": 0.5, "pattern": "unstructured"},
-            "sparsegpt24": {"method": "sparsegpt", "sparsity": None, "pattern": "2:4"}}
+            "sparsegpt24": {"method": "sparsegpt", "sparsity": None, "pattern": "2:4"},
+            # structured: llm.prune_structured (physically smaller; nothing to hold but the shapes)
+            "flap20": {"structured": "flap", "sparsity": 0.2, "pattern": "structured"},
+            "flap30": {"structured": "flap", "sparsity": 0.3, "pattern": "structured"},
+            "shortgpt20": {"structured": "shortgpt", "sparsity": 0.2, "pattern": "structured"},
+            # the control: the dense model trained with the same recipe and text (recovery on in-domain text can
+            # beat the dense model's perplexity by adapting to the domain; compare with this row, not only dense)
+            "dense": {"method": None, "sparsity": 0.0, "pattern": "dense"}}
 
 
 def _model_path(name: str) -> tuple[str, Path]:
@@ -93,26 +100,38 @@ def main() -> None:
         for pname in args.prunings.split(","):
             spec = PRUNINGS[pname]
             pruned = copy.deepcopy(dense)
-            rep = prune(pruned, calib, nsamples=args.nsamples, seqlen=args.seqlen, seed=0, device="cpu",
-                        progress=False, **spec)
+            t_prune = time.perf_counter()
+            if spec.get("structured"):
+                rep = prune_structured(pruned, calib, spec["structured"], spec["sparsity"], nsamples=args.nsamples,
+                                       seqlen=args.seqlen, seed=0, device="cpu")
+                reached = 1 - rep.params_after / rep.params_before
+            elif spec["method"]:
+                rep = prune(pruned, calib, nsamples=args.nsamples, seqlen=args.seqlen, seed=0, device="cpu",
+                            progress=False, **{k: v for k, v in spec.items() if k != "structured"})
+                reached = rep.overall_sparsity
+            else:
+                rep, reached = None, 0.0
+            prune_seconds = time.perf_counter() - t_prune
             ppl_pruned = perplexity(pruned, held, seqlen=args.seqlen)
             zeros = _zeros(pruned)
-            print(f"{pname}: sparsity {rep.overall_sparsity:.3f}, perplexity {ppl_pruned:.3f} ({rep.seconds:.0f} s)",
-                  flush=True)
+            print(f"{pname}: sparsity {reached:.3f}, perplexity {ppl_pruned:.3f} ({prune_seconds:.0f} s)", flush=True)
             for recipe in args.recipes.split(";"):
                 model = copy.deepcopy(pruned)
-                r = recover(model, calib, args.steps, train=recipe, lr=args.lr, seqlen=args.seqlen,
-                            batch_size=args.batch_size, seed=0, progress=False)
+                train, kd = (recipe[:-3], True) if recipe.endswith("+kd") else (recipe, False)
+                r = recover(model, calib, args.steps, train=train, lr=args.lr, seqlen=args.seqlen,
+                            batch_size=args.batch_size, seed=0, progress=False,
+                            **({"teacher": dense, "distill": "logits"} if kd else {}))
                 ppl = perplexity(model, held, seqlen=args.seqlen)
-                held_ok = _masks_held(model, zeros, spec["pattern"])
+                held_ok = _masks_held(model, zeros, spec["pattern"]) if spec["pattern"] != "structured" else None
                 runs.append({
-                    "pruning": pname, **spec, "sparsity_reached": rep.overall_sparsity, "train": recipe,
+                    "pruning": pname, **spec, "sparsity_reached": reached, "train": recipe,
+                    "distill": "logits" if kd else None,
                     "perplexity_dense": ppl_dense, "perplexity_pruned": ppl_pruned, "perplexity_recovered": ppl,
                     "gap_closed": (ppl_pruned - ppl) / (ppl_pruned - ppl_dense) if ppl_pruned != ppl_dense else None,
                     "masks_held": held_ok, "trained_parameters": r.trained_parameters,
                     "trained_fraction": r.trained_fraction, "loss_first": r.loss_first, "loss_last": r.loss_last,
                     "losses": [round(x, 5) for x in r.losses], "recover_seconds": r.seconds,
-                    "prune_seconds": rep.seconds, "notes": r.notes,
+                    "prune_seconds": prune_seconds, "notes": r.notes,
                 })
                 print(f"  {recipe:22s}: ppl {ppl_pruned:.3f} -> {ppl:.3f} (dense {ppl_dense:.3f}), "
                       f"{r.trained_parameters:,} params trained, loss {r.loss_first:.3f} -> {r.loss_last:.3f}, "
@@ -122,8 +141,11 @@ def main() -> None:
     doc = {
         "benchmark": "llm_recover", "model": name + (" (dequantized Q4_1 GGUF, float32)" if "smollm2" in name else ""),
         "protocol": {
-            "pruning": f"Wanda 50% unstructured / SparseGPT 2:4 (uniform), calibration {args.nsamples} x "
-                       f"{args.seqlen} tokens of the Shakespeare calibration plays, seed 0",
+            "pruning": f"{args.prunings}: Wanda 50% unstructured / SparseGPT 2:4 (uniform) with llm.prune, FLAP / "
+                       f"ShortGPT at 20-30% of the blocks' parameters with llm.prune_structured, 'dense' = the "
+                       f"unpruned model trained with the same recipe (the domain-adaptation control); calibration "
+                       f"{args.nsamples} x {args.seqlen} tokens of the Shakespeare calibration plays, seed 0; "
+                       f"'+kd': logit distillation from the dense model (teacher) instead of the labels",
             "recovery": f"secateurs.llm.recover (PERP): {args.steps} steps x {args.batch_size} windows x "
                         f"{args.seqlen} tokens drawn (seed 0) from the Shakespeare calibration plays; AdamW lr "
                         f"{args.lr or 5e-4}, 10% warm-up, linear decay, grad clip 1.0; LoRA r=16 alpha=32 "

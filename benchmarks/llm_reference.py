@@ -126,6 +126,8 @@ def run_reference(model, tokenizer, rows: torch.Tensor, method: str, pattern: st
 def _data(args):
     path = model_path(args.model)
     model, tok, rows, held, _ = shakespeare_setup(path, "causal", args.nsamples, args.seqlen)
+    if args.dtype != "float32":  # both implementations get the same model in the same dtype
+        model.to(getattr(torch, args.dtype))
     return path, model, tok, rows, held[: args.eval_windows * args.seqlen]
 
 
@@ -170,7 +172,8 @@ def _spawn(impl: str, method: str, pattern: str, args, tmp: Path) -> dict:
     result, weights = tmp / f"{impl}-{method}-{pattern}.json", tmp / f"{impl}-{method}-{pattern.replace(':', '-')}.st"
     cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--method", method, "--pattern", pattern,
            "--result", str(result), "--weights", str(weights), "--nsamples", str(args.nsamples),
-           "--seqlen", str(args.seqlen), "--eval-windows", str(args.eval_windows), "--model", args.model]
+           "--seqlen", str(args.seqlen), "--eval-windows", str(args.eval_windows), "--model", args.model,
+           "--dtype", args.dtype]
     return run_worker(cmd, result, weights, f"{impl} {method} {pattern}")
 
 
@@ -203,11 +206,18 @@ def main() -> None:
     ap.add_argument("--eval-windows", type=int, default=64)
     ap.add_argument("--model", choices=REFERENCE_MODELS, default="shakespeare-llama",
                     help="smollm2-135m: the real pretrained SmolLM2 (llm_reference_smollm2-135m.json)")
+    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                    help="float64: rounding differences between the implementations vanish, so any mask difference "
+                         "left is a difference of algorithm (fp32 differences grow through the blocks and flip near-ties)")
+    ap.add_argument("--configs", nargs="+", default=[f"{m}:{p}" for m, p, _ in CONFIGS],
+                    help="method:pattern pairs to run, e.g. wanda:2:4 sparsegpt:unstructured")
+    ap.add_argument("--no-batch8", action="store_true", help="skip the secateurs batch_size=8 run")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     if args.out is None:
-        args.out = RESULTS if args.model == "shakespeare-llama" else RESULTS.with_name(
-            f"llm_reference_{args.model}.json")
+        suffix = ("" if args.model == "shakespeare-llama" else f"_{args.model}") + (
+            "" if args.dtype == "float32" else f"_{args.dtype}")
+        args.out = RESULTS.with_name(f"llm_reference{suffix}.json")
     if args.worker:
         worker(args)
         return
@@ -223,10 +233,10 @@ def main() -> None:
         dense = _spawn("dense", "none", "unstructured", args, Path(tmp))
         print(f"dense perplexity {dense['perplexity']:.4f}", file=sys.stderr, flush=True)
         rows = []
-        for method, pattern, _ in CONFIGS:
+        for method, pattern in (c.split(":", 1) for c in args.configs):
             ours = _spawn("secateurs", method, pattern, args, Path(tmp))
             ref = _spawn("reference", method, pattern, args, Path(tmp))
-            ours8 = _spawn("secateurs-batch8", method, pattern, args, Path(tmp))
+            ours8 = ours if args.no_batch8 else _spawn("secateurs-batch8", method, pattern, args, Path(tmp))
             row = {"method": method, "pattern": pattern, "secateurs": ours, "reference": ref,
                    "secateurs_batch8": ours8,
                    "perplexity_rel_diff": ours["perplexity"] / ref["perplexity"] - 1,
@@ -239,7 +249,10 @@ def main() -> None:
                    "batch8_perplexity_rel_diff": ours8["perplexity"] / ref["perplexity"] - 1,
                    **_compare(ours, ref)}
             for d in (ours, ref, ours8):
-                d.pop("weights_file")
+                d.pop("weights_file", None)
+            if args.no_batch8:
+                for key in [k for k in row if k.startswith(("batch8_", "secateurs_batch8"))]:
+                    row.pop(key)
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k not in ("secateurs", "reference")}),
                   file=sys.stderr, flush=True)
@@ -249,7 +262,7 @@ def main() -> None:
         commits[name] = proc.stdout.strip()
     doc = {"benchmark": "llm_reference", "model": args.model, "machine": machine_info(), "versions": library_versions(),
            "references": {"locuslab/wanda": commits["wanda"], "IST-DASLab/sparsegpt": commits["sparsegpt"]},
-           "settings": {"nsamples": args.nsamples, "seqlen": args.seqlen, "eval_windows": args.eval_windows,
+           "settings": {"dtype": args.dtype, "nsamples": args.nsamples, "seqlen": args.seqlen, "eval_windows": args.eval_windows,
                         "calibration": "shakespeare calibration plays, draw_windows(seed=0)",
                         "evaluation": "first eval_windows x seqlen tokens of the held-out plays"},
            "dense_perplexity": dense["perplexity"], "runs": rows,
