@@ -167,6 +167,50 @@ def worker(args) -> None:
     Path(args.result).write_text(json.dumps(doc))
 
 
+def teacher_forced(args) -> None:
+    """One process: the reference prunes the model as usual while every block's calibration inputs are recorded
+    (its first ``nsamples`` calls of each block, the statistics pass); then secateurs prunes a dense copy of each
+    block alone, fed exactly those inputs (``secateurs.prune`` on the block, one pass), and the two masks of every
+    block are compared.  This separates the algorithm from the depth cascade of a whole-model run, where a single
+    mask entry flipped by rounding at a near-tie changes every later block's inputs a little and so flips more
+    near-ties (a run in float32 or float64 alike)."""
+    import copy
+
+    import secateurs
+    from secateurs.core.blocks import find_blocks, find_linears
+
+    path, model, tok, rows, _ = _data(args)
+    dense = copy.deepcopy(model)
+    layers = list(model.model.layers)
+    captured: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(layers))}
+
+    def hook(i):
+        def pre(_m, a, kw):
+            if len(captured[i]) < rows.shape[0]:
+                x = a[0] if a else kw["hidden_states"]
+                captured[i].append(x.detach().clone())
+        return pre
+
+    handles = [layer.register_forward_pre_hook(hook(i), with_kwargs=True) for i, layer in enumerate(layers)]
+    sparsity = 0.5 if args.pattern == "unstructured" else None
+    run_reference(model, tok, rows, args.method, args.pattern, 0.5)
+    for h in handles:
+        h.remove()
+    per_block, same, total = [], 0, 0
+    for i, (blk_ref, blk_dense) in enumerate(zip(find_blocks(model)[1], find_blocks(dense)[1])):
+        ours = _Rotary(copy.deepcopy(blk_dense), dense.model.rotary_emb)
+        secateurs.prune(ours, sparsity, method=args.method, pattern=args.pattern, data=captured[i], bake=True,
+                        progress=False)
+        lin_ref, lin_ours = find_linears(blk_ref), find_linears(ours.layer)
+        s = sum(int(((lin_ref[n].weight == 0) == (lin_ours[n].weight == 0)).sum()) for n in lin_ref)
+        t = sum(lin_ref[n].weight.numel() for n in lin_ref)
+        per_block.append(round(s / t, 8))
+        same, total = same + s, total + t
+    doc = {"impl": "teacher-forced", "method": args.method, "pattern": args.pattern,
+           "teacher_forced_mask_agreement": same / total, "teacher_forced_mask_agreement_per_block": per_block}
+    Path(args.result).write_text(json.dumps(doc))
+
+
 # ---------------------------------------------------------------------------------------------------- parent
 def _spawn(impl: str, method: str, pattern: str, args, tmp: Path) -> dict:
     result, weights = tmp / f"{impl}-{method}-{pattern}.json", tmp / f"{impl}-{method}-{pattern.replace(':', '-')}.st"
@@ -196,7 +240,7 @@ def _compare(a: dict, b: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--worker", action="store_true")
-    ap.add_argument("--impl", choices=["secateurs", "secateurs-batch8", "reference", "dense"])
+    ap.add_argument("--impl", choices=["secateurs", "secateurs-batch8", "reference", "dense", "teacher-forced"])
     ap.add_argument("--method")
     ap.add_argument("--pattern", default="unstructured")
     ap.add_argument("--result")
@@ -212,14 +256,19 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=[f"{m}:{p}" for m, p, _ in CONFIGS],
                     help="method:pattern pairs to run, e.g. wanda:2:4 sparsegpt:unstructured")
     ap.add_argument("--no-batch8", action="store_true", help="skip the secateurs batch_size=8 run")
+    ap.add_argument("--teacher-forced", action="store_true",
+                    help="also compare each block's masks when both implementations get the same block inputs")
+    ap.add_argument("--teacher-forced-only", action="store_true",
+                    help="only the teacher-forced comparison (-> llm_reference_<model>_teacher_forced.json)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     if args.out is None:
         suffix = ("" if args.model == "shakespeare-llama" else f"_{args.model}") + (
             "" if args.dtype == "float32" else f"_{args.dtype}")
+        suffix += "_teacher_forced" if args.teacher_forced_only else ""
         args.out = RESULTS.with_name(f"llm_reference{suffix}.json")
     if args.worker:
-        worker(args)
+        teacher_forced(args) if args.impl == "teacher-forced" else worker(args)
         return
     if not (REFS / "wanda" / "lib" / "prune.py").exists() or not (REFS / "sparsegpt" / "sparsegpt.py").exists():
         sys.exit("clone locuslab/wanda and IST-DASLab/sparsegpt into .refs/ first (see the module docstring)")
@@ -229,6 +278,23 @@ def main() -> None:
 
     model_path(args.model)  # build (once) before the workers start, so that they never race to build it
     t_start = time.perf_counter()
+    if args.teacher_forced_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = [_spawn("teacher-forced", m, p, args, Path(tmp)) for m, p in (c.split(":", 1)
+                                                                                 for c in args.configs)]
+        for r in rows:
+            r.pop("weights_file", None)
+            print(json.dumps(r), file=sys.stderr, flush=True)
+        doc = {"benchmark": "llm_reference_teacher_forced", "model": args.model, "machine": machine_info(),
+               "versions": library_versions(),
+               "settings": {"dtype": args.dtype, "nsamples": args.nsamples, "seqlen": args.seqlen,
+                            "calibration": "shakespeare calibration plays, draw_windows(seed=0)"},
+               "what": teacher_forced.__doc__.split("\n\n")[0].replace("\n    ", " "), "runs": rows,
+               "command": "python benchmarks/llm_reference.py " + " ".join(sys.argv[1:]),
+               "seconds": round(time.perf_counter() - t_start, 1)}
+        args.out.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         dense = _spawn("dense", "none", "unstructured", args, Path(tmp))
         print(f"dense perplexity {dense['perplexity']:.4f}", file=sys.stderr, flush=True)
@@ -237,6 +303,7 @@ def main() -> None:
             ours = _spawn("secateurs", method, pattern, args, Path(tmp))
             ref = _spawn("reference", method, pattern, args, Path(tmp))
             ours8 = ours if args.no_batch8 else _spawn("secateurs-batch8", method, pattern, args, Path(tmp))
+            forced = _spawn("teacher-forced", method, pattern, args, Path(tmp)) if args.teacher_forced else {}
             row = {"method": method, "pattern": pattern, "secateurs": ours, "reference": ref,
                    "secateurs_batch8": ours8,
                    "perplexity_rel_diff": ours["perplexity"] / ref["perplexity"] - 1,
@@ -247,7 +314,8 @@ def main() -> None:
                    "batch8_peak_above_model_ratio": ours8["peak_above_model_bytes"]
                    / max(ref["peak_above_model_bytes"], 1),
                    "batch8_perplexity_rel_diff": ours8["perplexity"] / ref["perplexity"] - 1,
-                   **_compare(ours, ref)}
+                   **_compare(ours, ref),
+                   **{k: v for k, v in forced.items() if k.startswith("teacher_forced")}}
             for d in (ours, ref, ours8):
                 d.pop("weights_file", None)
             if args.no_batch8:
