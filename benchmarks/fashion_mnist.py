@@ -76,15 +76,15 @@ import secateurs.data as D  # noqa: E402
 from secateurs import structured  # noqa: E402
 from secateurs.experiment import CALIBRATION_BATCH, load_model  # noqa: E402
 from secateurs.io import atomic_write_json, read_metadata  # noqa: E402
-from secateurs.registry import register  # noqa: E402
 from secateurs.schedules import run_lottery, train_sparse  # noqa: E402
+from secateurs.zoo.fashion_mnist import SUBSET_SIZE, subset_indices as zoo_subset_indices  # noqa: E402
 from secateurs.zoo import (ClassificationData, build_for, cache_path, calibration_batches, evaluate, fit,  # noqa: E402
                            load_dataset, pretrained, recipe_for)
 
 OUT = Path(__file__).parent / "results" / "fashion_mnist.json"
 PARTS = ["weights", "sparse_training", "structured", "data_pruning"]
 BUDGET_S = 3600
-SUBSET_NAME, SUBSET_SIZE, SUBSET_SEED = "fashion-mnist-10k", 10_000, 0
+SUBSET_NAME = "fashion-mnist-10k"  # registered by the zoo (secateurs.zoo.fashion_mnist)
 EVAL_BATCH = 1000
 FT_EXAMPLES, FT_BATCH, FT_LR_FACTOR = 5000, 64, 0.3
 VIT_LIMIT_S, VIT_MIN_ACCURACY = 480.0, 0.80
@@ -113,19 +113,12 @@ def full_data() -> ClassificationData:
 
 
 def subset_indices() -> torch.Tensor:
-    gen = torch.Generator().manual_seed(SUBSET_SEED)
-    return torch.randperm(len(full_data().train), generator=gen)[:SUBSET_SIZE].sort().values
+    return zoo_subset_indices(len(full_data().train))
 
 
-@register("dataset", SUBSET_NAME)
-@functools.lru_cache(maxsize=1)
 def fashion_mnist_10k() -> ClassificationData:
-    """The fixed 10,000-example training subset (first 10,000 of a seed-0 permutation), the full test split."""
-    full = full_data()
-    idx = subset_indices()
-    x, y = full.train.tensors
-    return ClassificationData(name=SUBSET_NAME, train=TensorDataset(x[idx], y[idx]), test=full.test,
-                              num_classes=full.num_classes, input_shape=full.input_shape, mean=full.mean, std=full.std)
+    """The fixed 10,000-example training subset, the full test split (the zoo's ``fashion-mnist-10k``)."""
+    return load_dataset(SUBSET_NAME)
 
 
 def test_loader() -> DataLoader:
@@ -488,7 +481,7 @@ def main() -> None:
     out = args.out or (OUT.with_name("fashion_mnist_quick.json") if args.quick else OUT)
     res = Results(out, sys.argv[1:])
     res.doc.update(benchmark="fashion_mnist", quick=args.quick, protocol=__doc__.split("Models (")[0].strip(),
-                   subset={"name": SUBSET_NAME, "size": SUBSET_SIZE, "seed": SUBSET_SEED,
+                   subset={"name": SUBSET_NAME, "size": SUBSET_SIZE, "seed": 0,
                            "rule": "first 10,000 of torch.randperm(60000, seed 0), sorted",
                            "class_counts": np.bincount(fashion_mnist_10k().train.tensors[1].numpy()).tolist()})
     t0, c0 = time.perf_counter(), time.process_time()

@@ -155,6 +155,7 @@ def main() -> None:
             "threads": args.threads,
         },
         "runs": runs, "seconds": time.perf_counter() - t0,
+        "command": "python benchmarks/llm_recover.py " + " ".join(sys.argv[1:]),
         "machine": machine_info(), "versions": {**library_versions(), "peft": _version("peft")},
     }
     out = Path(args.out)

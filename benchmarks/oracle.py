@@ -1,5 +1,6 @@
 """The oracle study (issue 18, item 4; Feng, Tao & Wang 2024, "Is Oracle Pruning the True Oracle?") on lenet5 /
-digits: the per-unit oracle, every criterion's rank correlation with it, and, at each fine-tuning budget, whether
+digits (``--model convnet --data fashion-mnist-10k``: the zoo convnet on the Fashion-MNIST subset →
+``results/oracle_convnet_fashion-mnist-10k.json``): the per-unit oracle, every criterion's rank correlation with it, and, at each fine-tuning budget, whether
 the loss right after pruning (or the oracle's additive prediction of it) predicts accuracy after fine-tuning.
 
     .venv/bin/python benchmarks/oracle.py [--budgets 1,5,20] [--n-random 8]
@@ -28,8 +29,13 @@ def main() -> None:
     ap.add_argument("--sparsities", default="0.3,0.5,0.7")
     ap.add_argument("--n-random", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--model", default="lenet5")
+    ap.add_argument("--data", default="digits")
+    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    if args.out is None:
+        args.out = OUT if (args.model, args.data) == ("lenet5", "digits") else OUT.with_name(
+            f"oracle_{args.model}_{args.data}.json")
     from secateurs.io import atomic_write_json
     from secateurs.recipes.oracle import oracle_study
 
@@ -38,7 +44,7 @@ def main() -> None:
     t0 = time.perf_counter()
     doc, per_budget = None, {}
     for b in budgets:
-        d = oracle_study("lenet5", "digits", sparsities=sparsities, n_random=args.n_random, finetune_epochs=b,
+        d = oracle_study(args.model, args.data, sparsities=sparsities, n_random=args.n_random, finetune_epochs=b,
                          seed=args.seed)
         doc = doc or d
         per_budget[str(b)] = {"pruned": d["pruned"], "correlations": d["correlations"], "seconds": d["seconds"]}

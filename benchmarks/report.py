@@ -161,6 +161,41 @@ def llm() -> list[str]:
                        f"{r['mask_agreement']:.5f} | {r['time_per_block_ratio']:.2f}x | "
                        f"{r['peak_above_model_ratio']:.2f}x |")
         out.append("")
+        if "smollm2" in name:
+            out += _reference_depth()
+    return out + _llm_scale()
+
+
+def _reference_depth() -> list[str]:
+    """Why whole-model masks on a 30-block model are not bit-identical: the float64 run and the teacher-forced
+    comparison (llm_reference_smollm2-135m_{float64,teacher_forced}.json)."""
+    out = []
+    f64 = _load("llm_reference_smollm2-135m_float64.json")
+    tf = _load("llm_reference_smollm2-135m_teacher_forced.json")
+    if f64:
+        parts = []
+        for r in f64["runs"]:
+            per = r.get("mask_agreement_per_block") or []
+            first = next((i for i, a in enumerate(per) if a < 1.0), None)
+            parts.append(f"{r['method']} {r['pattern']}: masks equal in blocks 0–{(first or len(per)) - 1}, "
+                         f"{r['mask_agreement']:.4f} over all, perplexity {r['perplexity_rel_diff']:+.2%}")
+        out += [f"The whole-model masks are not bit-identical on 30 blocks. In float64 "
+                f"(`python benchmarks/llm_reference.py --model smollm2-135m --dtype float64`): " + "; ".join(parts)
+                + ". The first difference is one or two entries at a near-tie of scores (the reference accumulates "
+                "its statistics in float32, in a different order); the changed block output then shifts every "
+                "later block's statistics a little and flips more near-ties, a cascade with depth, while perplexity "
+                "stays equal."]
+    if tf:
+        parts = [f"{r['method']} {r['pattern']}: {r['teacher_forced_mask_agreement']:.7f} "
+                 f"(blocks below 1: {sum(a < 1 for a in r['teacher_forced_mask_agreement_per_block'])} of "
+                 f"{len(r['teacher_forced_mask_agreement_per_block'])})" for r in tf["runs"]]
+        out += ["", f"Teacher-forced (`{tf['command']}`): each block pruned by secateurs alone on exactly the "
+                f"inputs the reference fed it, masks compared block by block — " + "; ".join(parts) + "."]
+    return out + ([""] if out else [])
+
+
+def _llm_scale() -> list[str]:
+    out = []
     doc = _load("llm_scale.json")
     if doc:
         out += ["### LLM pruning memory at scale (`python benchmarks/llm_scale.py`)", "",
@@ -660,29 +695,57 @@ def data_pruning() -> list[str]:
 
 
 def llm_recover() -> list[str]:
-    doc = _load("llm_recover.json")
-    if not doc:
-        return []
+    out = []
+    for name in ("llm_recover.json", "llm_recover_structured.json"):
+        doc = _load(name)
+        if doc:
+            out += _llm_recover(doc, name)
+    return out
+
+
+def _llm_recover(doc: dict, name: str) -> list[str]:
     pr, runs = doc["protocol"], doc["runs"]
     steps = max(len(r.get("losses", [])) for r in runs)
-    out = ["### Recovery after pruning (`python benchmarks/llm_recover.py`)", "",
+    structured = name != "llm_recover.json"
+    cmd = doc.get("command") or "python benchmarks/llm_recover.py" + (" --prunings flap20,dense ..." if structured
+                                                                       else "")
+    out = [f"### Recovery after {'structured ' if structured else ''}pruning (`{cmd}`)", "",
            f"{doc['model']}: pruned by {pr['pruning']}; then {pr['recovery']}. Held-out: {pr['heldout']}. "
            "Gap closed = (pruned − recovered) / (pruned − dense) perplexity; every pruned weight is checked to be "
-           f"still zero after recovery (masks held). {pr.get('threads', '?')} thread(s) requested. "
-           + _machine(doc), "",
+           f"still zero after recovery (masks held; structured: nothing to hold). {pr.get('threads', '?')} "
+           "thread(s) requested. " + _machine(doc), "",
            "| pruning | trained | trained parameters | dense | pruned | recovered | gap closed | masks held | "
            "recovery time |", "|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
+        gap = f"{r['gap_closed']:.0%}" if r.get("gap_closed") is not None else "–"
+        held = "–" if r.get("masks_held") is None else ("yes" if r["masks_held"] else "**no**")
         out.append(f"| {r['pruning']} | {r['train']} | {r['trained_parameters'] / 1e6:.2f}M "
                    f"({r['trained_fraction']:.2%}) | {r['perplexity_dense']:.1f} | {r['perplexity_pruned']:.1f} | "
-                   f"{r['perplexity_recovered']:.1f} | {r['gap_closed']:.0%} | "
-                   f"{'yes' if r['masks_held'] else '**no**'} | {r['recover_seconds']:.0f} s |")
-    best = max(runs, key=lambda r: r["gap_closed"])
+                   f"{r['perplexity_recovered']:.1f} | {gap} | {held} | {r['recover_seconds']:.0f} s |")
     notes = list(dict.fromkeys(n for r in runs for n in r.get("notes", [])))
-    return out + ["", f"No goal recorded. Reduced run: {steps} recovery steps on 64-token windows (the script's defaults: "
-                  f"150 steps, 128 tokens), so the gaps closed are likely lower bounds; best: {best['pruning']} with "
-                  f"{best['train']}, {best['gap_closed']:.0%}." + (" Note: " + " ".join(notes) + "." if notes else ""),
-                  ""]
+    tail = []
+    if structured:
+        ctrl = {r["train"]: r["perplexity_recovered"] for r in runs if r["pruning"] == "dense"}
+        for r in runs:
+            if r["pruning"] == "dense" or r.get("sparsity", 0) != 0.2:
+                continue
+            dense = r["perplexity_dense"]
+            c = ctrl.get(r["train"])
+            tail.append(f"{r['pruning']} + {r['train']}: {r['perplexity_recovered']:.1f} vs dense {dense:.1f} "
+                        f"({r['perplexity_recovered'] / dense - 1:+.0%}; goal within 10%: "
+                        f"{_met(r['perplexity_recovered'] <= 1.1 * dense)})"
+                        + (f", vs the dense model trained alike {c:.1f} ({r['perplexity_recovered'] / c - 1:+.0%})"
+                           if c else ""))
+        tail = ["Goal (perplexity after recovery at 20% removal within 10% of dense): " + "; ".join(tail) + ". "
+                "Recovery trains on Shakespeare and the held-out text is Shakespeare, so part of any gain is "
+                "adaptation to the domain: the `dense` rows train the unpruned model with the same recipe, the "
+                "fair reference."] if tail else []
+    else:
+        best = max(runs, key=lambda r: r["gap_closed"] or 0)
+        tail = [f"No goal recorded. Reduced run: {steps} recovery steps (the script's default: 150), so the gaps "
+                f"closed are likely lower bounds; best: {best['pruning']} with {best['train']}, "
+                f"{best['gap_closed']:.0%}."]
+    return out + ["", " ".join(tail) + (" Note: " + " ".join(notes) + "." if notes else ""), ""]
 
 
 def llm_bitmask() -> list[str]:
@@ -727,14 +790,21 @@ def llm_bitmask() -> list[str]:
 
 
 def oracle() -> list[str]:
-    doc = _load("oracle.json")
-    if not doc:
-        return []
+    out = []
+    for name in ("oracle.json", "oracle_convnet_fashion-mnist-10k.json"):
+        doc = _load(name)
+        if doc:
+            out += _oracle(doc)
+    return out
+
+
+def _oracle(doc: dict) -> list[str]:
     st = doc["study"]
     p, d = st["protocol"], st["dense"]
     budgets = list(doc.get("budgets", {}))
     sps = p["sparsities"]
-    out = [f"### Is oracle pruning the oracle? (`{doc.get('command', 'python benchmarks/oracle.py')}`)", "",
+    out = [f"### Is oracle pruning the oracle? {p['model']} on {p['dataset']} "
+           f"(`{doc.get('command', 'python benchmarks/oracle.py')}`)", "",
            f"{p['paper']} on {p['model']} / {p['dataset']} (dense test accuracy {d['test_accuracy']:.3f}). Oracle: "
            f"{p['oracle']}, over {p['oracle_examples']} training examples ({st['oracle_summary']['units']} units). "
            "Each criterion's scores against it (pooled over groups; correlations by scipy's Spearman and "
@@ -762,12 +832,13 @@ def oracle() -> list[str]:
                    f"{k(pool['pruned_accuracy_vs_finetuned_accuracy'])} | " + " | ".join(per) + " |")
     first, last = budgets[0], budgets[-1]
     tau = lambda b, x="pruned_train": doc["budgets"][b]["correlations"]["pooled"][f"{x}_loss_vs_finetuned_accuracy"]  # noqa: E731,E501
-    return out + ["", f"No goal recorded. Reduced run: budgets {', '.join(budgets)} epochs (the script's default is "
-                  f"1, 5, 20). The pruned loss's pooled τ weakens from {k(tau(first))} after {first} epoch(s) to "
-                  f"{k(tau(last))} after {last} (the oracle's prediction: {k(tau(first, 'oracle_predicted'))} → "
-                  f"{k(tau(last, 'oracle_predicted'))}); among the criteria alone it is weak or reversed at the longest budget. "
-                  "The paper reports little or no correlation after fine-tuning on modern networks; here it weakens "
-                  "with the budget but stays negative over all models.", ""]
+    return out + ["", f"No goal recorded. Budgets {', '.join(budgets)} epochs (the script's default is 1, 5, 20). "
+                  f"Pooled Kendall τ between the loss right after pruning and the accuracy after fine-tuning: "
+                  f"{k(tau(first))} after {first} epoch(s), {k(tau(last))} after {last} (the oracle's additive "
+                  f"prediction: {k(tau(first, 'oracle_predicted'))} → {k(tau(last, 'oracle_predicted'))}). A τ near "
+                  "−1 means the loss right after pruning ranks the fine-tuned models well (the oracle's premise); the "
+                  "paper (Feng et al. 2024) reports little or no correlation after fine-tuning on modern networks.",
+                  ""]
 
 
 def sweep_overhead() -> list[str]:
@@ -792,6 +863,30 @@ def sweep_overhead() -> list[str]:
     ok = all(c["meets_goal"] for c in cfgs.values())
     return out + ["", f"Goal (Ray ≤ {c0['goal_ratio']}x the loop's wall time on 2 cores): {_met(ok)} in "
                   f"{sum(c['meets_goal'] for c in cfgs.values())}/{len(cfgs)} configs.", ""]
+
+
+def rethinking() -> list[str]:
+    doc = _load("rethinking.json")
+    if not doc:
+        return []
+    out = [f"### Rethinking: fine-tuning vs training the pruned architecture from scratch (`{doc['command']}`)", "",
+           "Liu et al. 2019 (\"Rethinking the Value of Network Pruning\"): one recipe swept by the harness "
+           f"(`secateurs sweep benchmarks/recipes/rethinking.yaml --grid sparsity=... --seeds {doc['seeds']} "
+           f"--controls {','.join(doc['controls'])}`). {doc['protocol']}. " + _machine(doc), "",
+           "| channels removed | arm | parameters | MACs | accuracy right after pruning | final accuracy | training "
+           "epochs |", "|---|---|---|---|---|---|---|"]
+    for r in doc["summary"]:
+        a, pa = r["accuracy"], r["pruned_accuracy"]
+        out.append(f"| {r['sparsity']:.0%} | {r['arm']} | {r['params']:,} | {r['macs']:,} | {pa['mean']:.4f} | "
+                   f"{a['mean']:.4f} ± {a['sd']:.4f} | {r['train_epochs']} |")
+    v = doc["verdicts"]
+    held = [x for x in v if x["scratch_at_least_as_good"]]
+    out += ["", "Scratch − fine-tuned accuracy (± standard error): " + "; ".join(
+        f"{x['sparsity']:.0%}: {x['scratch_minus_finetuned']:+.4f} ± {x['se']:.4f}" for x in v)
+        + f". The paper's claim (scratch at least as good, within 2 standard errors) holds at {len(held)} of "
+        f"{len(v)} sparsities here. Note the budgets: scratch trains for the dense model's epochs, fine-tuning for "
+        "the recipe's (fewer); the paper's Scratch-E is exactly this comparison.", ""]
+    return out
 
 
 def deltas() -> list[str]:
@@ -827,19 +922,76 @@ def deltas() -> list[str]:
 
 
 def llm_structured() -> list[str]:
-    doc = _load("llm_structured.json")
+    out = []
+    for name in ("llm_structured.json", "llm_structured_gemma3-270m.json"):
+        doc = _load(name)
+        if doc:
+            out += _llm_structured(doc)
+    return out + llm_structured_reference()
+
+
+def _llm_structured(doc: dict) -> list[str]:
+    pr, d = doc["protocol"], doc["dense"]
+    model = doc["model"].split(" ")[0]
+    flag = "" if model == "smollm2-135m" else f" --model {model}"
+    decode = "decode" in pr
+    out = [f"### Structured pruning of {model} (`python benchmarks/llm_structured.py{flag}`)", "",
+           f"{doc['model']}: FLAP, width pruning (uniform widths; `width_mlp`: MLP neurons only) and ShortGPT layer "
+           f"removal; calibration {pr['calibration']}; perplexity on the {pr['heldout']}; latency: {pr['latency']}"
+           + (f"; decode: {pr['decode']}" if decode else "") + f"; recovery: {pr['recovery']} (see the recovery "
+           f"table). Dense: {d['params'] / 1e6:.1f}M parameters, perplexity {d['perplexity']:.2f}. "
+           + _machine(doc), "",
+           "| method | target | parameters | reduction | perplexity | prefill speed-up | goal ≥ 0.9 × 1/(1−r) |"
+           + (" decode tokens/s (dense) | decode speed-up |" if decode else ""),
+           "|---|---|---|---|---|---|---|" + ("---|---|" if decode else "")]
+    for r in doc["runs"]:
+        if "error" in r:
+            out.append(f"| {r['method']} | {r['target_sparsity']:.0%} | – | – | {r['error'][:90]} | | |"
+                       + (" | |" if decode else ""))
+            continue
+        need = 0.9 / (1 - r["params_reduction"])
+        goal = ("met" if r["speedup"] >= need else "not met") if r["method"].startswith("width") else ""
+        out.append(f"| {r['method']} | {r['target_sparsity']:.0%} | {r['params'] / 1e6:.1f}M | "
+                   f"{r['params_reduction']:.1%} | {r['perplexity']:.2f} | {r['speedup']:.2f}x | "
+                   f"{goal + (f' ({need:.2f}x)' if goal else '')} |"
+                   + (f" {r['decode_tokens_per_s']:.1f} ({r['dense_decode_tokens_per_s']:.1f}) | "
+                      f"{r['decode_speedup']:.2f}x |" if decode else ""))
+    return out + ["", "The latency goal (issue 17: speed-up ≥ 0.9× the parameter reduction, read as ≥ 0.9 × "
+                  "dense/pruned parameters) is checked for width pruning, whose uniform widths are the deployment "
+                  "case; it is a CPU measurement on a shared 2-core machine, timed interleaved.", ""]
+
+
+def llm_structured_reference() -> list[str]:
+    doc = _load("llm_structured_reference.json")
     if not doc:
         return []
     pr, d = doc["protocol"], doc["dense"]
-    out = ["### Structured pruning of SmolLM2-135M (`python benchmarks/llm_structured.py`)", "",
-           f"{doc['model']}: FLAP, width pruning (uniform widths) and ShortGPT layer removal; calibration "
-           f"{pr['calibration']}; perplexity on the {pr['heldout']}; latency: {pr['latency']}; recovery: "
-           f"{pr['recovery']}. Dense: {d['params'] / 1e6:.1f}M parameters, perplexity {d['perplexity']:.2f}. "
-           + _machine(doc), "",
-           "| method | target | parameters | reduction | perplexity | prefill speed-up |", "|---|---|---|---|---|---|"]
+    refs = ", ".join(f"{k}@{v[:7]}" for k, v in doc["references"].items())
+    out = ["### FLAP and ShortGPT against their authors' code (`python benchmarks/llm_structured_reference.py`)", "",
+           f"{doc['model']}; calibration {pr['calibration']}; perplexity on the {pr['heldout']}; FLAP: {pr['flap']} "
+           f"(dense perplexity {d['perplexity']:.3f}, multi-head image {d['perplexity_multi_head']:.3f}, max logit "
+           f"difference {d['multi_head_max_abs_logit_difference']:.1e}); ShortGPT: {pr['shortgpt']}. References "
+           f"{refs}, run by the benchmark's glue (the module docstring lists every adaptation). " + _machine(doc), "",
+           "| method | target | parameters secateurs / reference | perplexity secateurs / reference | same "
+           "structure | time secateurs / reference |", "|---|---|---|---|---|---|"]
     for r in doc["runs"]:
-        out.append(f"| {r['method']} | {r['target_sparsity']:.0%} | {r['params'] / 1e6:.1f}M | "
-                   f"{r['params_reduction']:.1%} | {r['perplexity']:.2f} | {r['speedup']:.2f}x |")
+        same = r.get("same_widths", r.get("same_layers"))
+        extra = (f" (layers {r['removed_secateurs']})" if "removed_secateurs" in r else "")
+        out.append(f"| {r['method']} | {r['sparsity']:.0%} | {r['params_secateurs'] / 1e6:.2f}M / "
+                   f"{r['params_reference'] / 1e6:.2f}M | {r['perplexity_secateurs']:.2f} / "
+                   f"{r['perplexity_reference']:.2f} ({r['perplexity_rel_diff']:+.1%}) | "
+                   f"{'yes' if same else 'no'}{extra} | {r['seconds_secateurs']:.0f} / {r['seconds_reference']:.0f} s "
+                   f"({r['time_ratio']:.2f}x) |")
+    flap = [r for r in doc["runs"] if r["method"] == "flap"]
+    if flap:
+        within = sum(abs(r["perplexity_rel_diff"]) <= 0.01 for r in flap)
+        out += ["", f"Goal (FLAP perplexity within 1% of the reference's at equal parameters): {within} of "
+                f"{len(flap)} targets. Where the two differ the cause is FLAP's statistics: the reference's "
+                "fluctuation is a streamed estimate that leaves the first calibration row out and its bias "
+                "compensation uses the mean inputs rounded to fp16; secateurs uses the exact pooled variance and "
+                "float32 means. The removed structures differ only at the threshold (parameters within 0.1%). "
+                "Timings are sequential on a shared machine (each implementation runs one block forward per "
+                "calibration row and layer)."]
     return out + [""]
 
 
@@ -953,7 +1105,7 @@ def main() -> None:
     body = "\n".join([START, "", *mask_speed(), *quality(), *engine_combos(), *structured(), *structured_llm(),
                       *llm_pretrained(), *llm(), *llm_alps(), *llm_ria_dsnot(), *llm_stream(), *llm_structured(), *llm_recover(),
                       *llm_bitmask(), *deltas(), *sparse_training(), *sparse_overhead(), *dst_reference(),
-                      *lottery(), *oracle(), *sweep_overhead(),
+                      *lottery(), *oracle(), *rethinking(), *sweep_overhead(),
                       *data_pruning(), *infobatch(), *data_scale(), *fashion_mnist(), END])
     readme = ROOT / "README.md"
     text = readme.read_text()

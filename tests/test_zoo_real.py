@@ -274,6 +274,18 @@ def test_fashion_mnist_has_the_official_split():
     assert ytr[:5].tolist() == [9, 0, 0, 3, 0]  # ankle boot, T-shirt, T-shirt, dress, T-shirt
 
 
+@needs_fmnist
+def test_fashion_mnist_10k_is_a_fixed_subset_with_the_full_test_split():
+    full, sub = zoo.load_dataset("fashion-mnist"), zoo.load_dataset("fashion-mnist-10k")
+    idx = fm.subset_indices()
+    assert idx.numel() == 10_000 and bool((idx[1:] > idx[:-1]).all())  # sorted, distinct
+    assert idx[:5].tolist() == [1, 3, 32, 34, 47]  # seed 0: the subset the benchmarks' cached models use
+    assert torch.equal(sub.train.tensors[0], full.train.tensors[0][idx])
+    assert torch.equal(sub.train.tensors[1], full.train.tensors[1][idx])
+    assert torch.equal(sub.test.tensors[0], full.test.tensors[0]) and sub.name == "fashion-mnist-10k"
+    assert (sub.mean, sub.std, sub.num_classes) == (full.mean, full.std, 10)
+
+
 def test_fashion_mnist_absent_names_the_apt_command(tmp_path, monkeypatch):
     monkeypatch.setenv(fm.FASHION_MNIST_ENV, str(tmp_path / "nowhere"))
     with pytest.raises(fm.MissingDatasetError, match="apt-get install -y dataset-fashion-mnist"):

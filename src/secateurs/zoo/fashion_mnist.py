@@ -10,6 +10,8 @@ images.  Pixels (0..255) are scaled to [0, 1], then standardised with the mean a
 """
 from __future__ import annotations
 
+import functools
+
 import gzip
 import os
 import struct
@@ -23,7 +25,8 @@ from ..errors import CheckpointError
 from ..registry import register
 from .digits import ClassificationData
 
-__all__ = ["FASHION_MNIST_CLASSES", "FASHION_MNIST_ENV", "fashion_mnist", "fashion_mnist_dir"]
+__all__ = ["FASHION_MNIST_CLASSES", "FASHION_MNIST_ENV", "SUBSET_SIZE", "fashion_mnist", "fashion_mnist_10k",
+           "fashion_mnist_dir", "subset_indices"]
 
 FASHION_MNIST_ENV = "SECATEURS_FASHION_MNIST"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -111,3 +114,26 @@ def fashion_mnist() -> ClassificationData:
         mean=float(mean),
         std=float(std),
     )
+
+
+SUBSET_SIZE, SUBSET_SEED = 10_000, 0
+
+
+def subset_indices(n_train: int = 60_000) -> torch.Tensor:
+    """The training examples of ``fashion-mnist-10k``: the first 10,000 of a seed-0 permutation, sorted."""
+    gen = torch.Generator().manual_seed(SUBSET_SEED)
+    return torch.randperm(n_train, generator=gen)[:SUBSET_SIZE].sort().values
+
+
+@register("dataset", "fashion-mnist-10k")
+@functools.lru_cache(maxsize=1)
+def fashion_mnist_10k() -> ClassificationData:
+    """A fixed 10,000-example training subset of Fashion-MNIST (:func:`subset_indices`) with the full 10,000-image
+    test split: the CPU-sized version the benchmarks and recipes train and fine-tune on (standardised with the full
+    training set's mean and std, as ``fashion-mnist``)."""
+    full = fashion_mnist()
+    x, y = full.train.tensors
+    idx = subset_indices(len(x))
+    return ClassificationData(name="fashion-mnist-10k", train=TensorDataset(x[idx], y[idx]), test=full.test,
+                              num_classes=full.num_classes, input_shape=full.input_shape, mean=full.mean,
+                              std=full.std)
