@@ -110,7 +110,7 @@ def test_flap_matches_the_reference_rule_and_compensates():
     dense = llama(kv=HEADS)
     model = llama(kv=HEADS)
     heads, neurons, means = _flap_reference(dense, CALIB, 0.3)
-    rep = prune_structured(model, CALIB, "flap", 0.3)
+    rep = prune_structured(model, CALIB, "flap", 0.3, fluctuation="exact")
     assert [w["kv_heads"] for w in rep.widths] == [len(h) for h in heads]
     assert [w["intermediate"] for w in rep.widths] == [len(n) for n in neurons]
     assert rep.sparsity == pytest.approx(0.3, abs=0.01)
@@ -122,6 +122,49 @@ def test_flap_matches_the_reference_rule_and_compensates():
         drop[n] = False
         assert torch.allclose(b.mlp.down_proj.bias, a.mlp.down_proj.weight[:, drop] @ md[drop], atol=1e-5)
     assert not rep.stock_config  # per-layer widths
+
+
+def _bias_gpt(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """FLAP's BiasGPT.add_batch (lib/layerwrapper.py, WIFV branch) written out for one row per call, its in-place
+    aliasing included (old_baseline_inp is the same tensor as baseline_inp)."""
+    base, fluc, n = torch.zeros(rows[0].shape[-1]), None, 0
+    for x in rows:
+        inp = x.t()  # (dim, tokens)
+        old = base
+        base *= n / (n + 1)
+        base += torch.mean(inp, dim=1) / (n + 1)
+        if n == 0:
+            fluc = 0
+        else:
+            fluc *= (n - 1) / n
+            fluc += torch.sum((inp - base.unsqueeze(1)) * (inp - old.unsqueeze(1)), dim=1) / (n + 1)
+        n += 1
+    return base, fluc
+
+
+def test_flap_fluctuation_is_the_references_streamed_estimate_whatever_the_batching():
+    from secateurs.core.stats import FlapFluctuation
+
+    g = torch.Generator().manual_seed(0)
+    rows = [torch.randn(12, 5, generator=g) * torch.arange(1, 6) + 3 for _ in range(7)]
+    mean, fluc = _bias_gpt([r.clone() for r in rows])
+    for batch in (1, 3, 7):
+        st = FlapFluctuation(5, torch.device("cpu"))
+        for i in range(0, len(rows), batch):
+            chunk = torch.stack(rows[i:i + batch])
+            st.add(chunk, chunk.shape[0])
+        assert torch.allclose(st.mean, mean, atol=1e-5) and torch.allclose(st.value, fluc, rtol=1e-5)
+    # not the pooled variance: the first row is left out and deviations are from the running mean
+    pooled = torch.cat(rows).var(0, unbiased=False)
+    assert not torch.allclose(fluc / fluc.sum(), pooled / pooled.sum(), rtol=1e-3)
+
+
+def test_flap_default_fluctuation_is_the_references_and_exact_is_an_option():
+    a, b = llama(kv=HEADS), llama(kv=HEADS)
+    ra = prune_structured(a, CALIB, "flap", 0.3)
+    rb = prune_structured(b, CALIB, "flap", 0.3, fluctuation="exact")
+    assert ra.options["fluctuation"] == "reference" and rb.options["fluctuation"] == "exact"
+    assert ra.sparsity == pytest.approx(0.3, abs=0.02) and rb.sparsity == pytest.approx(0.3, abs=0.02)
 
 
 def test_flap_compensation_brings_the_output_closer_to_dense():

@@ -16,6 +16,8 @@ the unfolded patches ``in_channels x kernel`` for Conv1d/Conv2d (as SparseGPT's 
   sequences weighted by their tokens, as the reference; over all rows pooled for flat (one-token) samples.
 * ``mean_var_row`` — the mean and variance of input j over every token pooled (FLAP, An et al. 2024: the
   fluctuation metric and the bias compensation of structured LLM pruning, :mod:`secateurs.llm.structured.flap`).
+* ``flap_fluctuation`` — FLAP's fluctuation exactly as its reference streams it, one calibration row at a time
+  (the first row left out, deviations from the running mean), with the same running mean.
 
 A sample is a sequence for (batch, tokens, features) inputs and a row for (batch, features) inputs; statistics
 are kept in float32 whatever the model's dtype.
@@ -36,7 +38,7 @@ from ..errors import ModelStructureError
 from ..registry import get, register
 from .targets import LINEAR_TYPES, Target
 
-__all__ = ["ScalerRow", "Hessian", "MeanVarRow", "pooled_update", "input_columns", "check_collectable", "collect"]
+__all__ = ["ScalerRow", "Hessian", "MeanVarRow", "FlapFluctuation", "pooled_update", "input_columns", "check_collectable", "collect"]
 
 
 class Statistic:
@@ -177,6 +179,38 @@ class MeanVarRow(Statistic):
         x = x.reshape(-1, x.shape[-1]).float()
         self.nsamples += nseq
         self.mean, self.value, self.ntokens = pooled_update(self.mean, self.value, self.ntokens, x)
+
+
+@register("statistic", "flap_fluctuation")
+class FlapFluctuation(Statistic):
+    """FLAP's streamed fluctuation (An et al. 2024, eq. 5), transcribed from the reference's update
+    (CASIA-IVA-Lab/FLAP lib/layerwrapper.py ``BiasGPT.add_batch``, which its ``prune_flap`` calls with one
+    calibration row at a time).  With ``n`` rows seen, running mean ``m_n`` (``mean``) of the rows' token means and
+    row ``n+1`` of tokens ``x_t``::
+
+        m_{n+1} = m_n · n/(n+1) + mean_t(x_t) / (n+1)
+        F_{n+1} = F_n · (n−1)/n + Σ_t (x_t − m_{n+1})² / (n+1),      F_1 = 0
+
+    (the reference's in-place update makes both factors of its product use the new mean, so the increment is a
+    square; the first row contributes nothing).  Rows are folded one at a time whatever the batch size, so the
+    value does not depend on how the calibration rows are batched.  ``value`` is ``F``, ``mean`` is ``m``."""
+
+    def __init__(self, cols: int, device: torch.device):
+        super().__init__(cols, device)
+        self.value = torch.zeros(cols, device=device, dtype=torch.float32)
+        self.mean = torch.zeros(cols, device=device, dtype=torch.float32)
+
+    def add(self, x: torch.Tensor, nseq: int) -> None:
+        x = x.reshape(-1, x.shape[-1]).float()
+        rows = nseq if nseq > 0 and x.shape[0] % nseq == 0 else x.shape[0]
+        for r in x.reshape(rows, -1, x.shape[-1]):
+            n = self.nsamples
+            self.mean = self.mean * (n / (n + 1)) + r.mean(dim=0) / (n + 1)
+            if n == 0:
+                self.value = torch.zeros_like(self.value)
+            else:
+                self.value = self.value * ((n - 1) / n) + ((r - self.mean) ** 2).sum(dim=0) / (n + 1)
+            self.nsamples += 1
 
 
 def _conv_geometry(mod: nn.Module) -> tuple[tuple[int, ...], ...] | None:

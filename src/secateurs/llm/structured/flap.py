@@ -5,8 +5,9 @@ Adaptive Structured Pruning for Large Language Models", AAAI; reference CASIA-IV
 1. **Fluctuation metric** (eq. 5, ``WIFV``): for each input channel j of ``o_proj`` and ``down_proj``,
    ``S_j = Var_tokens(x_j) · ||W[:, j]||²`` — how much the layer's output moves when channel j is replaced by its
    mean.  ``IFV`` drops the weight factor; ``WIFN`` is Wanda's ``mean_i |W_ij| · ||x_j||``.  The attention
-   channels' scores are squared (as the reference does).  Statistics: the engine's ``mean_var_row``
-   (:class:`~secateurs.core.stats.MeanVarRow`) and ``scaler_row`` collectors on the block-by-block pass.
+   channels' scores are squared (as the reference does).  Statistics: the engine's ``flap_fluctuation``
+   (:class:`~secateurs.core.stats.FlapFluctuation`, the reference's estimate; ``fluctuation="exact"``:
+   ``mean_var_row``) and ``scaler_row`` collectors on the block-by-block pass.
 2. **Per-layer standardisation** (eq. 6): each layer's attention-channel and MLP-channel scores are standardised
    ``(S − mean) / std`` within the layer; a key/value group's score is the mean of its channels' (a head's, under
    multi-head attention, as the reference's ``reshape(-1, 128).mean``).
@@ -24,9 +25,13 @@ is global, so nothing is cut until all blocks are measured): ``dense_inputs=True
 the widths found by the search are kept and a second pass re-selects each block's units and re-measures the
 means on the outputs of the already pruned blocks before it (the sequential order of SparseGPT and Wanda).
 
-Differences from the reference: the fluctuation is the exact pooled variance over all calibration tokens (the
-reference streams an approximation that leaves the first sample out; the standardisation removes the scale), and a
-layer left with no head or no MLP channel raises :class:`WidthError` (the reference builds a zero-width layer).
+The fluctuation is by default the reference's own streamed estimate (``fluctuation="reference"``,
+:class:`~secateurs.core.stats.FlapFluctuation`: one calibration row at a time, deviations from the running mean,
+the first row left out); ``fluctuation="exact"`` uses the exact pooled variance over all calibration tokens
+(:class:`~secateurs.core.stats.MeanVarRow`).  Differences from the reference: the compensation means stay in
+float32 (the reference rounds them to fp16, its GPU model's dtype), and a layer left with no head or no MLP channel
+raises :class:`WidthError` (the reference builds a zero-width layer).  Side by side with the reference code on
+SmolLM2-135M: ``benchmarks/llm_structured_reference.py``.
 Calibration: the reference draws 2048 windows of 128 tokens of WikiText-2; here ``nsamples``/``seqlen`` of
 :func:`~secateurs.llm.prune_structured`.
 """
@@ -49,8 +54,14 @@ def fluctuation(weight: torch.Tensor, stats: dict[str, Any], metric: str = "WIFV
     w = weight.detach().float()
     if metric == "WIFN":
         return (w.abs() * torch.sqrt(stats["scaler_row"].value.to(w.device).reshape(1, -1))).mean(0).cpu()
-    var = stats["mean_var_row"].value.to(w.device)
+    var = fluctuation_stat(stats).value.to(w.device)
     return (var if metric == "IFV" else var * w.pow(2).sum(0)).cpu()
+
+
+def fluctuation_stat(stats: dict[str, Any]) -> Any:
+    """The collected fluctuation statistic (``flap_fluctuation`` when present, else ``mean_var_row``): its
+    ``value`` is the fluctuation, its ``mean`` the mean input used by the bias compensation."""
+    return stats["flap_fluctuation"] if "flap_fluctuation" in stats else stats["mean_var_row"]
 
 
 def standardise(x: torch.Tensor) -> torch.Tensor:
@@ -72,12 +83,16 @@ class FLAP(StructuredMethod):
                  bias: Annotated[bool, option("bias compensation with the removed channels' mean inputs")] = True,
                  dense_inputs: Annotated[bool, option("measure every block on the dense outputs of the blocks "
                                                       "before it (the reference); False: re-select on the pruned "
-                                                      "ones")] = True):
+                                                      "ones")] = True,
+                 fluctuation: Annotated[Literal["reference", "exact"],
+                                        option("reference: the reference's streamed estimate, one row at a time; "
+                                               "exact: the pooled variance over all tokens")] = "reference"):
         self.metric, self.structure, self.remove_heads = metric, structure, remove_heads
-        self.bias, self.dense_inputs = bias, dense_inputs
+        self.bias, self.dense_inputs, self.fluctuation = bias, dense_inputs, fluctuation
 
     def kinds(self) -> tuple[str, ...]:
-        return ("mean_var_row", "scaler_row") if self.metric == "WIFN" else ("mean_var_row",)
+        stat = "flap_fluctuation" if self.fluctuation == "reference" else "mean_var_row"
+        return (stat, "scaler_row") if self.metric == "WIFN" else (stat,)
 
     def scores(self, lay: Layout, stats: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel scores of (o_proj input, down_proj input), as the reference: attention squared."""
@@ -131,7 +146,7 @@ class FLAP(StructuredMethod):
 
         def measure(i: int, _block: Any, stats: list[dict[str, Any]]) -> None:
             attn[i], mlp[i] = self.scores(ctx.layouts[i], stats)
-            means[i] = (stats[0]["mean_var_row"].mean.cpu(), stats[1]["mean_var_row"].mean.cpu())
+            means[i] = (fluctuation_stat(stats[0]).mean.cpu(), fluctuation_stat(stats[1]).mean.cpu())
 
         ctx.walk(lambda lay: list(lay.outputs()), self.kinds(), measure, modifies=False, description="flap: measure")
         keep = self._counts(ctx, attn, mlp)
@@ -147,8 +162,8 @@ class FLAP(StructuredMethod):
                 a, m = self.scores(lay, stats)
                 ga = a.reshape(lay.kv_heads, -1).sum(1)
                 cut(lay, keep_top(ga, kept[i][0]), keep_top(m, kept[i][1]),
-                    stats[0]["mean_var_row"].mean if self.bias else None,
-                    stats[1]["mean_var_row"].mean if self.bias else None)
+                    fluctuation_stat(stats[0]).mean if self.bias else None,
+                    fluctuation_stat(stats[1]).mean if self.bias else None)
 
             ctx.walk(lambda lay: list(lay.outputs()), self.kinds(), prune, modifies=True,
                      description="flap: prune")
