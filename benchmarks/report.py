@@ -872,12 +872,13 @@ def rethinking() -> list[str]:
     out = [f"### Rethinking: fine-tuning vs training the pruned architecture from scratch (`{doc['command']}`)", "",
            "Liu et al. 2019 (\"Rethinking the Value of Network Pruning\"): one recipe swept by the harness "
            f"(`secateurs sweep benchmarks/recipes/rethinking.yaml --grid sparsity=... --seeds {doc['seeds']} "
-           f"--controls {','.join(doc['controls'])}`). {doc['protocol']}. " + _machine(doc), "",
+           + " ".join(f"--control {c}" for c in doc["controls"]) + f"`). {doc['protocol']}. " + _machine(doc), "",
            "| channels removed | arm | parameters | MACs | accuracy right after pruning | final accuracy | training "
            "epochs |", "|---|---|---|---|---|---|---|"]
     for r in doc["summary"]:
         a, pa = r["accuracy"], r["pruned_accuracy"]
-        out.append(f"| {r['sparsity']:.0%} | {r['arm']} | {r['params']:,} | {r['macs']:,} | {pa['mean']:.4f} | "
+        right = "–" if r["arm"] in ("scratch", "dense") else f"{pa['mean']:.4f}"  # scratch re-initialises it
+        out.append(f"| {r['sparsity']:.0%} | {r['arm']} | {r['params']:,} | {r['macs']:,} | {right} | "
                    f"{a['mean']:.4f} ± {a['sd']:.4f} | {r['train_epochs']} |")
     v = doc["verdicts"]
     held = [x for x in v if x["scratch_at_least_as_good"]]

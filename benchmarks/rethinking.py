@@ -12,7 +12,7 @@ run, cached in ``--runs`` (resumable: a killed run re-runs only unfinished cells
 line::
 
     secateurs sweep benchmarks/recipes/rethinking.yaml --grid sparsity=0.3,0.5,0.7 --seeds 2 \\
-        --controls scratch,random_mask,dense --backend local
+        --control scratch --control random_mask --control dense --backend local
 
     python benchmarks/rethinking.py [--model convnet] [--data fashion-mnist] [--sparsities 0.3,0.5,0.7]
         [--seeds 2] [--finetune 1] [--backend local|ray] [--runs runs/rethinking]
