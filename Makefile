@@ -55,6 +55,9 @@ bench: $(STAMP)
 
 readme: $(STAMP)
 	$(BIN)/python benchmarks/report.py
+	@# the HTML report of every committed runs directory (sweeps of the recipe harness)
+	@for d in benchmarks/runs/*/; do [ -f "$$d/runs.json" ] || continue; \
+		$(BIN)/secateurs report "$$d" --out "benchmarks/results/$$(basename $$d)_report.html" --overwrite; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -15,7 +15,7 @@ line::
         --control scratch --control random_mask --control dense --backend local
 
     python benchmarks/rethinking.py [--model convnet] [--data fashion-mnist] [--sparsities 0.3,0.5,0.7]
-        [--seeds 2] [--finetune 1] [--backend local|ray] [--runs runs/rethinking]
+        [--seeds 2] [--finetune 1] [--backend local|ray] [--runs benchmarks/runs/rethinking]
 """
 from __future__ import annotations
 
@@ -78,7 +78,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--finetune", type=int, default=1, help="fine-tuning epochs after pruning")
     ap.add_argument("--backend", default="local", choices=["local", "ray"])
-    ap.add_argument("--runs", type=Path, default=HERE.parent / "runs" / "rethinking")
+    ap.add_argument("--runs", type=Path, default=HERE / "runs" / "rethinking",
+                    help="the runs directory (committed: `make readme` draws its HTML report from it)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     from secateurs.io import atomic_write_json
