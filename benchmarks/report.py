@@ -978,6 +978,10 @@ def llm_structured_reference() -> list[str]:
     for r in doc["runs"]:
         same = r.get("same_widths", r.get("same_layers"))
         extra = (f" (layers {r['removed_secateurs']})" if "removed_secateurs" in r else "")
+        if "widths_secateurs" in r and not same:
+            a, b = r["widths_secateurs"], r["widths_reference"]
+            extra = (f" ({sum(x[0] != y[0] for x, y in zip(a, b))} layers' heads, "
+                     f"{sum(abs(x[1] - y[1]) for x, y in zip(a, b))} of {sum(y[1] for y in b)} kept neurons differ)")
         out.append(f"| {r['method']} | {r['sparsity']:.0%} | {r['params_secateurs'] / 1e6:.2f}M / "
                    f"{r['params_reference'] / 1e6:.2f}M | {r['perplexity_secateurs']:.2f} / "
                    f"{r['perplexity_reference']:.2f} ({r['perplexity_rel_diff']:+.1%}) | "
@@ -987,10 +991,13 @@ def llm_structured_reference() -> list[str]:
     if flap:
         within = sum(abs(r["perplexity_rel_diff"]) <= 0.01 for r in flap)
         out += ["", f"Goal (FLAP perplexity within 1% of the reference's at equal parameters): {within} of "
-                f"{len(flap)} targets. Where the two differ the cause is FLAP's statistics: the reference's "
-                "fluctuation is a streamed estimate that leaves the first calibration row out and its bias "
-                "compensation uses the mean inputs rounded to fp16; secateurs uses the exact pooled variance and "
-                "float32 means. The removed structures differ only at the threshold (parameters within 0.1%). "
+                f"{len(flap)} targets. The remaining differences: the reference rounds the compensation means to "
+                "fp16 (its GPU dtype) and accumulates in a different order, which moves a few units at the "
+                "threshold; secateurs keeps "
+                "float32 means (the default `fluctuation=\"reference\"` is the reference's streamed estimate, bit-equal "
+                "to its `BiasGPT` on the same rows). The kept heads are the same in every layer; parameter counts differ by "
+                "the zero q/k/v and gate/up biases that Llama's `attention_bias` / `mlp_bias` flags add to hold the "
+                "o_proj / down_proj compensation in a stock config, less the few neurons that differ. "
                 "Timings are sequential on a shared machine (each implementation runs one block forward per "
                 "calibration row and layer)."]
     return out + [""]
