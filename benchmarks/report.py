@@ -871,7 +871,9 @@ def rethinking() -> list[str]:
         return []
     out = [f"### Rethinking: fine-tuning vs training the pruned architecture from scratch (`{doc['command']}`)", "",
            "Liu et al. 2019 (\"Rethinking the Value of Network Pruning\"): one recipe swept by the harness "
-           f"(`secateurs sweep benchmarks/recipes/rethinking.yaml --grid sparsity=... --seeds {doc['seeds']} "
+           f"(`secateurs sweep benchmarks/recipes/rethinking.yaml --grid sparsity=... "
+           + "".join(f"--grid {k}={','.join(map(str, v))} " for k, v in doc["grid"].items() if k != "sparsity")
+           + f"--seeds {doc['seeds']} "
            + " ".join(f"--control {c}" for c in doc["controls"]) + f"`). {doc['protocol']}. " + _machine(doc), "",
            "| channels removed | arm | parameters | MACs | accuracy right after pruning | final accuracy | training "
            "epochs |", "|---|---|---|---|---|---|---|"]
@@ -883,11 +885,28 @@ def rethinking() -> list[str]:
     v = doc["verdicts"]
     held = [x for x in v if x["scratch_at_least_as_good"]]
     out += ["", "Scratch − fine-tuned accuracy (± standard error): " + "; ".join(
-        f"{x['sparsity']:.0%}: {x['scratch_minus_finetuned']:+.4f} ± {x['se']:.4f}" for x in v)
-        + f". The paper's claim (scratch at least as good, within 2 standard errors) holds at {len(held)} of "
-        f"{len(v)} sparsities here. Note the budgets: scratch trains for the dense model's epochs, fine-tuning for "
-        "the recipe's (fewer); the paper's Scratch-E is exactly this comparison.", ""]
+        f"{x['sparsity']:.0%} vs {x['method']}: {x['scratch_minus_finetuned']:+.4f} ± {x['se']:.4f}" for x in v)
+        + f". The paper's claim (training the pruned architecture from scratch for the dense model's epochs, "
+        f"Scratch-E, is at least as good as fine-tuning, within 2 standard errors) holds in {len(held)} of {len(v)} "
+        f"comparisons here.{_random_vs_method(doc['summary'])}", ""]
     return out
+
+
+def _random_vs_method(summary: list[dict]) -> str:
+    """Random channels fine-tuned alike against the criterion's, per sparsity and budget (within 2 SE?)."""
+    by = {(r["sparsity"], r["arm"]): r["accuracy"] for r in summary}
+    pairs = []
+    for (sp, arm), a in by.items():
+        if arm.startswith("random_mask"):
+            m = next((v for (s2, a2), v in by.items() if s2 == sp and a2 != arm and a2.endswith(arm.split(",", 1)[1])
+                      and not a2.startswith(("random_mask", "scratch", "dense"))), None)
+            if m is not None:
+                se = (a["sd"] ** 2 / a["n"] + m["sd"] ** 2 / m["n"]) ** 0.5
+                pairs.append(abs(a["mean"] - m["mean"]) <= 2 * se)
+    if not pairs:
+        return ""
+    return (f" Random channels fine-tuned alike (random_mask) are within 2 standard errors of the criterion's "
+            f"choice in {sum(pairs)} of {len(pairs)} cells (\"The Unreasonable Effectiveness of Random Pruning\").")
 
 
 def deltas() -> list[str]:

@@ -4,18 +4,19 @@ Liu, Sun, Zhou, Huang & Darrell 2019, "Rethinking the Value of Network Pruning" 
 with a predefined (uniform) target architecture, training the pruned architecture from a random initialisation
 for as many epochs as the dense model was trained ("Scratch-E") matches or beats fine-tuning the pruned weights.
 Here one :class:`secateurs.Recipe` (family ``structured``, the zoo ``convnet`` trained on Fashion-MNIST, L2 channel
-importance, uniform widths, ``--finetune`` epochs of SGD fine-tuning) is swept by :func:`secateurs.recipes.sweep`
-over the channel sparsities and seeds with the built-in controls switched on: ``scratch`` (the same pruned
+importance, uniform widths, ``--finetune`` epochs of SGD fine-tuning: 1, the usual short fine-tune, and 3, the dense
+model's own budget) is swept by :func:`secateurs.recipes.sweep` over the channel sparsities, fine-tuning budgets and
+seeds with the built-in controls switched on: ``scratch`` (the same pruned
 architecture re-initialised and trained with the zoo recipe's optimizer for the dense model's epochs: Scratch-E),
 ``random_mask`` (random channels at the same widths, fine-tuned alike) and ``dense``.  Every cell is one recipe
 run, cached in ``--runs`` (resumable: a killed run re-runs only unfinished cells); the same grid from the command
 line::
 
-    secateurs sweep benchmarks/recipes/rethinking.yaml --grid sparsity=0.3,0.5,0.7 --seeds 2 \\
+    secateurs sweep benchmarks/recipes/rethinking.yaml --grid sparsity=0.3,0.5,0.7 --grid finetune.epochs=1,3 --seeds 3 \\
         --control scratch --control random_mask --control dense --backend local
 
-    python benchmarks/rethinking.py [--model convnet] [--data fashion-mnist] [--sparsities 0.3,0.5,0.7]
-        [--seeds 2] [--finetune 1] [--backend local|ray] [--runs benchmarks/runs/rethinking]
+    python benchmarks/rethinking.py [--model convnet] [--data fashion-mnist-10k] [--sparsities 0.3,0.5,0.7]
+        [--seeds 3] [--finetune 1,3] [--backend local|ray] [--runs benchmarks/runs/rethinking]
 """
 from __future__ import annotations
 
@@ -39,11 +40,15 @@ def _mean_sd(xs: list[float]) -> dict[str, float]:
 
 def summarise(rows: list[dict]) -> list[dict]:
     """One line per (sparsity, arm): accuracy mean ± sd over seeds; arms = the method and each control."""
-    groups: dict[tuple, list[dict]] = {}
+    groups: dict[tuple, dict[int, dict]] = {}
     for r in rows:
-        arm = r.get("control") or r["method"]
+        ft = r["train_epochs"]  # the fine-tuning epochs of the method and random_mask rows
+        c = r.get("control")
+        arm = c if c in ("scratch", "dense") else f"{c or r['method']}, fine-tuned {ft} epoch(s)"
         s = 0.0 if arm == "dense" else r["target_sparsity"]
-        groups.setdefault((s, arm), []).append(r)
+        # a control does not read finetune.epochs (scratch trains the dense model's epochs): one row per seed
+        groups.setdefault((s, arm), {}).setdefault(r["seed"], r)
+    groups = {k: list(v.values()) for k, v in groups.items()}
     out = []
     for (s, arm), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         out.append({"sparsity": s, "arm": arm, "accuracy": _mean_sd([r["accuracy"] for r in rs]),
@@ -58,7 +63,7 @@ def verdicts(summary: list[dict]) -> list[dict]:
     by = {(r["sparsity"], r["arm"]): r for r in summary}
     out = []
     for (s, arm), r in sorted(by.items()):
-        if arm in ("scratch", "random_mask", "dense"):
+        if arm in ("scratch", "dense") or arm.startswith("random_mask"):
             continue
         sc = by.get((s, "scratch"))
         if sc is None:
@@ -73,10 +78,10 @@ def verdicts(summary: list[dict]) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="convnet")
-    ap.add_argument("--data", default="fashion-mnist")
+    ap.add_argument("--data", default="fashion-mnist-10k")
     ap.add_argument("--sparsities", default="0.3,0.5,0.7")
-    ap.add_argument("--seeds", type=int, default=2)
-    ap.add_argument("--finetune", type=int, default=1, help="fine-tuning epochs after pruning")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--finetune", default="1,3", help="fine-tuning epochs after pruning (comma-separated: a grid)")
     ap.add_argument("--backend", default="local", choices=["local", "ray"])
     ap.add_argument("--runs", type=Path, default=HERE / "runs" / "rethinking",
                     help="the runs directory (committed: `make readme` draws its HTML report from it)")
@@ -86,9 +91,12 @@ def main() -> None:
     from secateurs.recipes import Recipe
     from secateurs.recipes.sweep import sweep
 
+    epochs = [int(e) for e in args.finetune.split(",")]
     base = Recipe.from_yaml(RECIPE).with_changes({"model": args.model, "data": args.data,
-                                                  "finetune.epochs": args.finetune})
+                                                  "finetune.epochs": epochs[0]})
     grid = {"sparsity": [float(s) for s in args.sparsities.split(",")]}
+    if len(epochs) > 1:
+        grid["finetune.epochs"] = epochs
     t0 = time.perf_counter()
     res = sweep(base, grid, args.runs, seeds=args.seeds, controls=("scratch", "random_mask", "dense"),
                 backend=args.backend)
