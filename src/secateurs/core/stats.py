@@ -64,21 +64,30 @@ class _RunningRowMean(Statistic):
     def f(x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def column_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """``Σ_tokens f(x_j)`` per column of a (tokens, columns) float32 matrix."""
+        return self.f(x).sum(dim=0)
+
     def add(self, x: torch.Tensor, nseq: int) -> None:
         x = x.reshape(-1, x.shape[-1]).float()
         self.value *= self.nsamples / (self.nsamples + nseq)
         self.nsamples += nseq
-        self.value += self.f(x).sum(dim=0) / self.nsamples
+        self.value += self.column_sum(x) / self.nsamples
 
 
 @register("statistic", "scaler_row")
 class ScalerRow(_RunningRowMean):
     """Running mean over samples of ``||X_j||²`` per input column j (Wanda's ``scaler_row``):
-    ``scaler *= n/(n+b); scaler += ||x_j||²/(n+b)`` for a batch of b samples."""
+    ``scaler *= n/(n+b); scaler += ||x_j||²/(n+b)`` for a batch of b samples.  ``||x_j||²`` is computed as the
+    reference does (``torch.norm(x, p=2) ** 2``, not a sum of squares), so that with the same inputs the scores
+    round alike and near-ties break alike (``benchmarks/llm_reference.py --teacher-forced-only``)."""
 
     @staticmethod
     def f(x: torch.Tensor) -> torch.Tensor:
         return x * x
+
+    def column_sum(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.vector_norm(x, ord=2, dim=0) ** 2
 
 
 @register("statistic", "hessian")
