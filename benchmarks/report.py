@@ -191,7 +191,8 @@ def _reference_depth() -> list[str]:
                  f"{len(r['teacher_forced_mask_agreement_per_block'])} blocks not identical)" for r in tf["runs"]]
         out += ["", f"Teacher-forced (`{tf['command']}`): each block pruned by secateurs alone on exactly the "
                 f"inputs the reference fed it, masks compared block by block — " + "; ".join(parts) + ". Wanda's "
-                "differences are single near-ties of scores accumulated in another order; SparseGPT's come from its "
+                "masks are identical (its statistic is computed as the reference's, norm then square); SparseGPT's "
+                "differences come from its "
                 "column-by-column OBS updates, whose float32 rounding (blocked updates, Cholesky of the same "
                 "damped Hessian) moves later columns' scores across the threshold."]
     return out + ([""] if out else [])
