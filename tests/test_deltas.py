@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -260,3 +261,39 @@ def test_bf16_checkpoints_stay_bf16_and_dare_is_exact_on_the_kept_deltas(bed, tm
     want = base[k].float() + 2 * d_ft  # the rescaled delta on the base, rounded to bf16 (an ulp is 2^-7 relative
     ulp = 2 ** -7 * torch.maximum(want.abs(), base[k].float().abs())  # of the larger of the two operands)
     assert ((out[k].float() - want).abs()[kept] <= ulp[kept]).all()
+
+
+def _rss_anon() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RssAnon from /proc (Linux only)")
+def test_prune_streams_without_keeping_the_checkpoint_resident(tmp_path, monkeypatch):
+    """A float32 tensor from safe_open is a private map of the file: pruning into it in place would make its pages
+    anonymous copies that stay resident until the file closes, so memory would grow with the checkpoint."""
+    from safetensors.torch import save_file
+
+    from secateurs.deltas.dare import DARE
+
+    g = torch.Generator().manual_seed(0)
+    names = [f"layer{i}.weight" for i in range(40)]
+    base = {n: torch.randn(1024, 1024, generator=g) for n in names}  # 4 MiB each, 160 MiB in all
+    for d, off in (("base", 0.0), ("ft", 1e-3)):
+        (tmp_path / d).mkdir()
+        save_file({n: t + off for n, t in base.items()}, str(tmp_path / d / "model.safetensors"))
+        (tmp_path / d / "config.json").write_text("{}")
+    del base
+    start, peak = _rss_anon(), [0]
+    orig = DARE.sparsify
+
+    def spy(self, *a, **k):
+        peak[0] = max(peak[0], _rss_anon() - start)
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(DARE, "sparsify", spy)
+    prune(tmp_path / "base", tmp_path / "ft", tmp_path / "out", method="dare", sparsity=0.9)
+    assert peak[0] < 48 * 2 ** 20, f"resident memory grew by {peak[0] / 2**20:.0f} MiB over a 160 MiB checkpoint"

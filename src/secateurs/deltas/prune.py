@@ -202,7 +202,9 @@ def prune(base_dir: str | os.PathLike, finetuned_dir: str | os.PathLike, out_dir
             report.tensors.append(TensorReport(name, ft.numel(), ft.numel(), 1.0, excluded=True))
             return ft
         b = base.shards.read([name])[name]
-        delta = ft.float()
+        # a copy: a float32 tensor from safe_open is a private memory map of the file, and writing into it would
+        # turn its pages into anonymous copies that stay resident until the file is closed (a whole shard's worth)
+        delta = ft.to(torch.float32, copy=True)
         delta -= b.float()
         pruned, scale = algo.sparsify(name, delta, p, bool(rescale), tensor_generator(int(seed), name))
         report.tensors.append(TensorReport(name, ft.numel(), int(torch.count_nonzero(pruned)), float(scale)))
