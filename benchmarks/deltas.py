@@ -11,7 +11,9 @@ the paper's q_v: the q of a small grid with the best validation perplexity) at p
 mergekit's DARE (``mergekit.sparsify.sparsify(delta, density=1 - p, method=random, rescale_norm=l1)``, its
 ``dare_linear`` with ``rescale``; ``pip install --no-deps mergekit`` into the venv, benchmark only) on the same
 tensors where it is installed (a note otherwise).  Peak memory: ``deltas.prune`` (dare, 0.9) in a fresh subprocess,
-peak RSS (VmHWM) less the RSS before the call, against the checkpoint size and its largest tensor.
+peak RSS (VmHWM) less the RSS before the call — which counts the memory-mapped pages of both checkpoints it reads
+(reclaimable page cache) — and the peak anonymous memory (RssAnon, sampled every 2 ms: what the process itself
+allocates), against the checkpoint size and its largest tensor.
 
     python benchmarks/deltas.py [--steps 30] [--quick]
 """
@@ -40,11 +42,21 @@ def rss(key):
     for line in open("/proc/self/status"):
         if line.startswith(key):
             return int(line.split()[1]) * 1024
-before = rss("VmRSS")
+import threading
+before, anon0 = rss("VmRSS"), rss("RssAnon")
+peak_anon, done = [anon0], [False]
+def sample():  # the anonymous (heap) memory: VmHWM also counts the memory-mapped checkpoint pages it reads
+    while not done[0]:
+        peak_anon[0] = max(peak_anon[0], rss("RssAnon"))
+        time.sleep(0.002)
+th = threading.Thread(target=sample, daemon=True)
+th.start()
 t0 = time.perf_counter()
 rep = prune(sys.argv[1], sys.argv[2], sys.argv[3], method="dare", sparsity=0.9)
+done[0] = True
+th.join()
 print(json.dumps({"rss_before_bytes": before, "vm_hwm_bytes": rss("VmHWM"), "seconds": time.perf_counter() - t0,
-                  "delta_density": rep.delta_density}))
+                  "delta_density": rep.delta_density, "peak_anon_minus_before_bytes": peak_anon[0] - anon0}))
 """
 
 

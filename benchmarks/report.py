@@ -933,8 +933,11 @@ def deltas() -> list[str]:
     m = doc.get("memory") or {}
     tail = [f"Not measured: {' '.join(n.rstrip('.') + '.' for n in notes)}"] if notes else []
     if m:
-        tail.append(f"Peak memory of `deltas.prune` (dare, 0.9) in a fresh process: "
-                    f"{m['peak_minus_before_bytes'] / 2**20:.0f} MiB above its start, checkpoint "
+        anon = (f"; allocated (anonymous) memory {m['peak_anon_minus_before_bytes'] / 2**20:.0f} MiB above its start"
+                if "peak_anon_minus_before_bytes" in m else "")
+        tail.append(f"Peak memory of `deltas.prune` (dare, 0.9) in a fresh process: resident "
+                    f"{m['peak_minus_before_bytes'] / 2**20:.0f} MiB above its start (this counts the memory-mapped "
+                    f"pages of both checkpoints as they are read){anon}; checkpoint "
                     f"{m['checkpoint_bytes'] / 2**20:.0f} MiB, largest tensor {m['largest_tensor_bytes'] / 2**20:.0f} MiB.")
     if len(sps) < 3 or ft["steps"] < 30:
         tail.append("Reduced run (the script's default is 30 steps at p = 0.5, 0.9, 0.99).")
